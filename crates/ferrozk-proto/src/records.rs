@@ -5,7 +5,7 @@ use crate::jute::{Decode, DecodeResult, Encode, Reader};
 macro_rules! record {
     ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
         pub struct $name { $(pub $field: $ty),* }
 
         impl Encode for $name {

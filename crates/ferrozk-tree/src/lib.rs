@@ -1,1 +1,15 @@
+//! The ZooKeeper data tree: znodes with their Stat, ACLs and children, sessions and their
+//! ephemerals, containers, TTL nodes, quotas, and the one deterministic `apply` that turns an
+//! ordered log of [`Txn`]s into the same tree on every server. Watches are kept here as a pure
+//! data structure; the server decides who hears of a change.
 
+pub mod acl;
+pub mod path;
+pub mod quota;
+pub mod tree;
+pub mod txn;
+pub mod watch;
+
+pub use tree::{Applied, Change, DataTree, Node, NodeKind, Outcome, Session, TreeConfig};
+pub use txn::{Txn, TxnOp};
+pub use watch::{ChangeKind, WatcherId, Watches};

@@ -1,0 +1,200 @@
+//! ACL evaluation and the built-in authentication schemes (world, auth, digest, ip, super).
+
+use base64::Engine;
+use ferrozk_proto::codes::perms;
+use ferrozk_proto::{Acl, ErrorCode, Id};
+use sha1::{Digest, Sha1};
+
+pub fn id(scheme: &str, id: &str) -> Id {
+    Id { scheme: scheme.to_string(), id: id.to_string() }
+}
+
+/// `world:anyone` with every permission (`ZooDefs.Ids.OPEN_ACL_UNSAFE`).
+pub fn open_acl() -> Vec<Acl> {
+    vec![Acl { perms: perms::ALL, id: id("world", "anyone") }]
+}
+
+/// `world:anyone` with READ only (`ZooDefs.Ids.READ_ACL_UNSAFE`).
+pub fn read_acl() -> Vec<Acl> {
+    vec![Acl { perms: perms::READ, id: id("world", "anyone") }]
+}
+
+/// `user:base64(sha1("user:password"))`, the digest scheme's stored form.
+pub fn digest(user_password: &str) -> String {
+    let user = user_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_password.as_bytes());
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// Whether `scheme` has a server-side provider here (`ProviderRegistry`).
+pub fn known_scheme(scheme: &str) -> bool {
+    matches!(scheme, "digest" | "ip")
+}
+
+/// The length of Java's `String.split` result, which drops trailing empty strings.
+fn java_split_len(s: &str, sep: char) -> usize {
+    let parts: Vec<&str> = s.split(sep).collect();
+    let mut n = parts.len();
+    while n > 0 && parts[n - 1].is_empty() {
+        n -= 1;
+    }
+    n
+}
+
+/// `ServerAuthenticationProvider.isValid` for an ACL id of `scheme`.
+fn valid_id(scheme: &str, id: &str) -> bool {
+    match scheme {
+        "digest" => java_split_len(id, ':') == 2,
+        "ip" => parse_ip_spec(id).is_some(),
+        _ => false,
+    }
+}
+
+/// Whether a scheme's identities count as authenticated for the `auth` ACL scheme.
+fn is_authenticated_scheme(scheme: &str) -> bool {
+    matches!(scheme, "digest" | "x509" | "sasl")
+}
+
+/// `PrepRequestProcessor.fixupACL`: drops duplicates, rejects malformed ids, and expands `auth`
+/// into the requester's authenticated identities.
+pub fn fixup_acl(auth: &[Id], acls: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+    let mut uniq: Vec<&Acl> = Vec::new();
+    for a in acls {
+        if !uniq.contains(&a) {
+            uniq.push(a);
+        }
+    }
+    if uniq.is_empty() {
+        return Err(ErrorCode::InvalidAcl);
+    }
+    let mut out = Vec::new();
+    for a in uniq {
+        if a.id.scheme.is_empty() {
+            return Err(ErrorCode::InvalidAcl);
+        }
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            out.push(a.clone());
+        } else if a.id.scheme == "auth" {
+            let mut any = false;
+            for cid in auth {
+                if is_authenticated_scheme(&cid.scheme) {
+                    any = true;
+                    out.push(Acl { perms: a.perms, id: cid.clone() });
+                }
+            }
+            if !any {
+                return Err(ErrorCode::InvalidAcl);
+            }
+        } else if !valid_id(&a.id.scheme, &a.id.id) {
+            return Err(ErrorCode::InvalidAcl);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// `ZooKeeperServer.checkACL`: may identities `auth` do `perm` on a node with `acl`?
+pub fn check(acl: &[Acl], perm: i32, auth: &[Id]) -> Result<(), ErrorCode> {
+    if acl.is_empty() || auth.iter().any(|a| a.scheme == "super") {
+        return Ok(());
+    }
+    for a in acl {
+        if a.perms & perm == 0 {
+            continue;
+        }
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            return Ok(());
+        }
+        if !known_scheme(&a.id.scheme) {
+            continue;
+        }
+        for who in auth.iter().filter(|w| w.scheme == a.id.scheme) {
+            if matches(&a.id.scheme, &who.id, &a.id.id) {
+                return Ok(());
+            }
+        }
+    }
+    Err(ErrorCode::NoAuth)
+}
+
+fn matches(scheme: &str, id: &str, acl_expr: &str) -> bool {
+    match scheme {
+        "ip" => ip_matches(id, acl_expr),
+        _ => id == acl_expr,
+    }
+}
+
+/// Parses `addr[/bits]` (IPv4 or IPv6) into address bytes and a prefix length.
+fn parse_ip_spec(spec: &str) -> Option<(Vec<u8>, usize)> {
+    let (addr, bits) = match spec.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<usize>().ok()?)),
+        None => (spec, None),
+    };
+    let bytes: Vec<u8> = match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let max = bytes.len() * 8;
+    let bits = bits.unwrap_or(max);
+    if bits > max {
+        return None;
+    }
+    Some((bytes, bits))
+}
+
+/// `IPAuthenticationProvider.matches`: the client address `id` lies in the `acl_expr` network.
+fn ip_matches(id: &str, acl_expr: &str) -> bool {
+    let (Some((net, bits)), Some((addr, _))) = (parse_ip_spec(acl_expr), parse_ip_spec(id)) else {
+        return false;
+    };
+    if net.len() != addr.len() {
+        return false;
+    }
+    for i in 0..bits {
+        let mask = 0x80u8 >> (i % 8);
+        if (net[i / 8] & mask) != (addr[i / 8] & mask) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_matches_zookeeper() {
+        // kazoo's harness uses super:test with this digest.
+        assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    }
+
+    #[test]
+    fn acl_checks() {
+        let digest_acl = vec![Acl { perms: perms::READ, id: id("digest", &digest("u:p")) }];
+        let me = vec![id("ip", "127.0.0.1"), id("digest", &digest("u:p"))];
+        let other = vec![id("ip", "127.0.0.1"), id("digest", &digest("u:q"))];
+        assert_eq!(check(&digest_acl, perms::READ, &me), Ok(()));
+        assert_eq!(check(&digest_acl, perms::WRITE, &me), Err(ErrorCode::NoAuth));
+        assert_eq!(check(&digest_acl, perms::READ, &other), Err(ErrorCode::NoAuth));
+        assert_eq!(check(&digest_acl, perms::WRITE, &[id("super", "")]), Ok(()));
+        let ip_acl = vec![Acl { perms: perms::ALL, id: id("ip", "127.0.0.0/8") }];
+        assert_eq!(check(&ip_acl, perms::READ, &me), Ok(()));
+        assert_eq!(check(&ip_acl, perms::READ, &[id("ip", "10.0.0.1")]), Err(ErrorCode::NoAuth));
+    }
+
+    #[test]
+    fn fixup_expands_auth_and_rejects_bad_ids() {
+        let auth_acl = vec![Acl { perms: perms::ALL, id: id("auth", "") }];
+        assert_eq!(fixup_acl(&[id("ip", "127.0.0.1")], &auth_acl), Err(ErrorCode::InvalidAcl));
+        let me = vec![id("ip", "127.0.0.1"), id("digest", "u:x")];
+        assert_eq!(fixup_acl(&me, &auth_acl).unwrap(), vec![Acl { perms: perms::ALL, id: id("digest", "u:x") }]);
+        assert!(fixup_acl(&me, &[]).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("ip", "300.1.1.1") }]).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "nocolon") }]).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("foo", "bar") }]).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "u:") }]).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("world", "someone") }]).is_err());
+    }
+}
