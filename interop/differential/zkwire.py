@@ -81,6 +81,17 @@ class ConnectionClosed(Exception):
     """The server closed the connection (or it broke) before a reply came."""
 
 
+class SessionRefused(ConnectionClosed):
+    """The server answered the handshake with timeout <= 0 or session id 0
+    (an expired or unknown session, or a wrong password)."""
+
+    def __init__(self, timeout_ms, session_id):
+        ConnectionClosed.__init__(self, "session refused (timeout %d, session 0x%x)"
+                                  % (timeout_ms, session_id & (2**64 - 1)))
+        self.timeout_ms = timeout_ms
+        self.session_id = session_id
+
+
 class ProtocolError(Exception):
     pass
 
@@ -358,6 +369,7 @@ class Session:
         self.host = host
         self.port = port
         self.events = []
+        self.last_zxid = last_zxid
         self.xid = 0
         self.closed = False
         self.sock = socket.create_connection((host, port), timeout=io_timeout)
@@ -375,7 +387,7 @@ class Session:
         if self.session_id == 0 or self.timeout_ms <= 0:
             self.sock.close()
             self.closed = True
-            raise ConnectionClosed("session refused (expired or invalid)")
+            raise SessionRefused(self.timeout_ms, self.session_id)
 
     # framing
     def _send_frame(self, payload):
@@ -431,6 +443,8 @@ class Session:
                 path = r.string()
                 self.events.append((typ, state, path, zxid))
                 continue
+            if zxid > self.last_zxid:
+                self.last_zxid = zxid
             if rxid != xid:
                 raise ProtocolError("reply xid %d, expected %d (opcode %d)"
                                     % (rxid, xid, opcode))

@@ -15,8 +15,8 @@ zkCli's usage text (printed for each marker), connection-state events (type:None
 than the epoch, session ids (ephemeralOwner, mapped to S1, S2, ... in order of appearance) and
 zxids (mapped to Z1, Z2, ... by numeric rank, so equality and order are still checked; 0x0 is
 kept). Within one command's block, watch events are moved after the command's own output (their
-relative order is kept). getEphemerals lists come from a Java HashSet on Apache, so their
-elements are sorted.
+relative order is kept). getEphemerals lists and whoami's auth ids come from Java HashSets on
+Apache, so they are sorted.
 """
 import os
 import re
@@ -65,16 +65,20 @@ def run(server, script, raw_out):
         proc.stdin.write((s + "\n").encode())
         proc.stdin.flush()
 
+    scanned = [0]
+
     def wait_for(marker):
         want = "Command not found " + marker
         deadline = time.monotonic() + CMD_TIMEOUT
         with cond:
             while True:
-                if any(l is not None and l.endswith(want) for l in lines[-200:]) or \
-                        any(l is not None and l.endswith(want) for l in lines):
-                    return True
-                if lines and lines[-1] is None:
-                    return False
+                while scanned[0] < len(lines):
+                    l = lines[scanned[0]]
+                    if l is None:
+                        return False
+                    scanned[0] += 1
+                    if l.endswith(want):
+                        return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -85,17 +89,20 @@ def run(server, script, raw_out):
         for i, c in enumerate(cmds, 1):
             f.write(f"{i}\t{c}\n")
     for i, c in enumerate(cmds, 1):
-        send(c.replace("$PORT", port))
-        send(f"@@a{i}")
-        if not wait_for(f"@@a{i}"):
+        try:
+            send(c.replace("$PORT", port))
+            send(f"@@a{i}")
+            done = wait_for(f"@@a{i}")
+            if done:
+                time.sleep(EVENT_GRACE)
+                send(f"@@b{i}")
+                done = wait_for(f"@@b{i}")
+        except OSError:
+            done = False
+        if not done:
             ok = False
             with cond:
-                lines.append(f"@@DRIVER: no reply to command {i} ({c}) within {CMD_TIMEOUT}s")
-            break
-        time.sleep(EVENT_GRACE)
-        send(f"@@b{i}")
-        if not wait_for(f"@@b{i}"):
-            ok = False
+                lines.append(f"@@DRIVER: zkCli did not finish command {i} ({c}) within {CMD_TIMEOUT}s")
             break
     try:
         send("quit")
@@ -122,7 +129,6 @@ NOISE = [
     re.compile(r"^Welcome to ZooKeeper!$"),
     re.compile(r"^JLine support is "),
     re.compile(r"^WATCHER::$"),
-    re.compile(r"^$"),
     re.compile(r"^WatchedEvent state:\w+ type:None path:null$"),
     re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d"),  # log lines, if a log4j config is ever found
 ]
@@ -144,26 +150,30 @@ def normalize(raw_path):
     with open(raw_path) as f:
         raw = [l.rstrip("\n") for l in f]
 
-    # drop noise and usage text, cut into blocks at the @@b markers
+    # drop noise and usage text, cut into blocks at the @@b markers. A watch event is printed as
+    # "\nWATCHER::" and "\nWatchedEvent ...", so a blank line just before either belongs to it;
+    # other blank lines are output (a node's empty data). Usage text (tab-indented) is printed on
+    # stderr for every marker and may interleave with events, so it is dropped up to the marker.
     blocks = []
     cur = []
     in_usage = False
-    for l in raw:
+    for i, l in enumerate(raw):
         if l == USAGE_HEAD:
             in_usage = True
             continue
-        if in_usage:
-            if l.startswith("\t"):
-                continue
-            in_usage = False
+        if in_usage and l.startswith("\t"):
+            continue
         m = MARK.search(l)
         if m:
+            in_usage = False
             pre = l[:m.start()]
             if pre:  # zkCli printed something without a newline before the marker
                 cur.append(pre)
             if m.group(1) == "b":
                 blocks.append((int(m.group(2)), cur))
                 cur = []
+            continue
+        if l == "" and i + 1 < len(raw) and (raw[i + 1] == "WATCHER::" or raw[i + 1].startswith("WatchedEvent ")):
             continue
         if any(p.search(l) for p in NOISE):
             continue
@@ -184,6 +194,12 @@ def normalize(raw_path):
     for n, b in blocks:
         out.append("> " + (cmds.get(n, "?") if n is not None else "(after the last command)"))
         body = [l for l in b if not EVENT.match(l)] + [l for l in b if EVENT.match(l)]
+        if body and body[0] == "Auth scheme: User":
+            # whoami: Apache lists the session's auth ids from a Java HashSet; compare as a set
+            k = 1
+            while k < len(body) and not EVENT.match(body[k]):
+                k += 1
+            body = body[:1] + sorted(body[1:k]) + body[k:]
         for l in body:
             m = ZXID.match(l)
             if m:

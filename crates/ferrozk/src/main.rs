@@ -1,1 +1,83 @@
-fn main() {}
+//! `ferrozk`: the server, and (as they land) the shell, the benchmark and the file tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferrozk_server::{Server, ServerBuilder, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "ferrozk", version, about = "A ZooKeeper-compatible coordination service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a server from a ZooKeeper zoo.cfg, or from the embedded default (port 2181, data in
+    /// ./ferrozk-data) when no file is given.
+    Server {
+        /// Path to zoo.cfg.
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERROZK_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server { config } => run_server(config),
+    }
+}
+
+fn run_server(path: Option<PathBuf>) -> ExitCode {
+    let config = match &path {
+        Some(p) => ServerConfig::from_file(p),
+        None => ServerConfig::parse(ferrozk_server::config::EMBEDDED_DEFAULT, "embedded default"),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrozk: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !config.unused_keys.is_empty() {
+        tracing::warn!("zoo.cfg keys accepted but not used by this version: {}", config.unused_keys.join(", "));
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrozk: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match ServerBuilder::from_config(config).start().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ferrozk: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        Server::shutdown(server).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,246 @@
+//! `zoo.cfg`: Java-properties syntax, ZooKeeper's keys and defaults.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Settings for one server, as read from `zoo.cfg` or set through [`crate::ServerBuilder`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub tick_time: u64,
+    pub data_dir: PathBuf,
+    pub data_log_dir: Option<PathBuf>,
+    /// Where clients connect; port 0 picks a free port.
+    pub client_addr: SocketAddr,
+    pub max_client_cnxns: usize,
+    pub min_session_timeout: Option<u64>,
+    pub max_session_timeout: Option<u64>,
+    /// Four-letter words allowed on the client port (`*` = all). ZooKeeper's default: `srvr`.
+    pub four_letter_whitelist: Vec<String>,
+    pub jute_max_buffer: usize,
+    pub extended_types_enabled: bool,
+    /// `user:base64(sha1(user:password))` of the super user.
+    pub super_digest: Option<String>,
+    pub read_only_mode: bool,
+    pub enforce_quota: bool,
+    pub container_check_interval_ms: u64,
+    /// Keys present in the file that this version does not act on.
+    pub unused_keys: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tick_time: 3000,
+            data_dir: PathBuf::from("ferrozk-data"),
+            data_log_dir: None,
+            client_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 2181),
+            max_client_cnxns: 60,
+            min_session_timeout: None,
+            max_session_timeout: None,
+            four_letter_whitelist: vec!["srvr".into()],
+            jute_max_buffer: ferrozk_proto::frame::DEFAULT_MAX_BUFFER,
+            extended_types_enabled: false,
+            super_digest: None,
+            read_only_mode: false,
+            enforce_quota: false,
+            container_check_interval_ms: 60_000,
+            unused_keys: Vec::new(),
+        }
+    }
+}
+
+/// The embedded default `ferrozk server` starts with when given no file.
+pub const EMBEDDED_DEFAULT: &str = "\
+tickTime=2000
+dataDir=ferrozk-data
+clientPort=2181
+4lw.commands.whitelist=srvr,stat,ruok,conf,isro,envi,mntr
+";
+
+/// A `zoo.cfg` that cannot be used: says where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys a ZooKeeper config may carry that ferrozk accepts but does not act on yet.
+const KNOWN_UNUSED: &[&str] = &[
+    "initLimit", "syncLimit", "autopurge.snapRetainCount", "autopurge.purgeInterval", "snapCount",
+    "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+    "admin.commandURL", "standaloneEnabled", "reconfigEnabled", "dynamicConfigFile", "peerType",
+    "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
+    "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
+    "metricsProvider.httpPort", "metricsProvider.httpHost", "metricsProvider.exportJvmInfo",
+    "secureClientPort", "secureClientPortAddress", "serverCnxnFactory", "authProvider.1",
+    "snapSizeLimitInKb", "maxCnxns", "clientPortListenBacklog",
+];
+
+/// Splits Java-properties text into (line number, key, value), in file order.
+pub fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let sep = line.find(['=', ':']).unwrap_or(line.len());
+        let (k, v) = line.split_at(sep);
+        let v = v.get(1..).unwrap_or("");
+        out.push((i + 1, k.trim().to_string(), v.trim().to_string()));
+    }
+    out
+}
+
+impl ServerConfig {
+    /// Reads a `zoo.cfg`. Relative `dataDir`s are taken relative to the working directory,
+    /// as ZooKeeper does.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
+        let mut c = ServerConfig::default();
+        let mut client_port: Option<u16> = None;
+        let mut client_ip: Option<IpAddr> = None;
+        let mut seen = BTreeMap::new();
+        for (line, key, value) in parse_properties(text) {
+            let bad = |what: &str| {
+                ConfigError(format!("{origin}:{line}: invalid value '{value}' for {key}: {what}"))
+            };
+            let num = |v: &str| v.parse::<u64>().map_err(|_| bad("expected a non-negative integer"));
+            let boolean = |v: &str| match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" => Ok(true),
+                "false" | "no" => Ok(false),
+                _ => Err(bad("expected true or false")),
+            };
+            let bare = key.strip_prefix("zookeeper.").unwrap_or(&key);
+            match bare {
+                "tickTime" => {
+                    c.tick_time = num(&value)?;
+                    if c.tick_time == 0 {
+                        return Err(bad("must be positive"));
+                    }
+                }
+                "dataDir" => c.data_dir = PathBuf::from(&value),
+                "dataLogDir" => c.data_log_dir = Some(PathBuf::from(&value)),
+                "clientPort" => {
+                    client_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?)
+                }
+                "clientPortAddress" => {
+                    client_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?)
+                }
+                "maxClientCnxns" => c.max_client_cnxns = num(&value)? as usize,
+                "minSessionTimeout" => c.min_session_timeout = Some(num(&value)?),
+                "maxSessionTimeout" => c.max_session_timeout = Some(num(&value)?),
+                "4lw.commands.whitelist" => {
+                    c.four_letter_whitelist =
+                        value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                }
+                "jute.maxbuffer" => {
+                    let v = parse_java_int(&value).ok_or_else(|| bad("expected an integer"))?;
+                    if v <= 0 {
+                        return Err(bad("must be positive"));
+                    }
+                    c.jute_max_buffer = v as usize;
+                }
+                "extendedTypesEnabled" => c.extended_types_enabled = boolean(&value)?,
+                "DigestAuthenticationProvider.superDigest" => {
+                    if !value.contains(':') {
+                        return Err(bad("expected user:base64digest"));
+                    }
+                    c.super_digest = Some(value.clone());
+                }
+                "readonlymode.enabled" => c.read_only_mode = boolean(&value)?,
+                "enforceQuota" => c.enforce_quota = boolean(&value)?,
+                "znode.container.checkIntervalMs" => c.container_check_interval_ms = num(&value)?.max(1),
+                k if k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.") => {
+                    c.unused_keys.push(key.clone())
+                }
+                k if KNOWN_UNUSED.contains(&k) || k.starts_with("ssl.") || k.starts_with("admin.")
+                    || k.starts_with("metricsProvider.") || k.starts_with("authProvider.")
+                    || k.starts_with("quorum.") || k.starts_with("sasl") =>
+                {
+                    c.unused_keys.push(key.clone())
+                }
+                _ => c.unused_keys.push(key.clone()),
+            }
+            seen.insert(key, line);
+        }
+        let port = client_port.ok_or_else(|| ConfigError(format!("{origin}: clientPort is not set")))?;
+        c.client_addr = SocketAddr::new(client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+        if let (Some(min), Some(max)) = (c.min_session_timeout, c.max_session_timeout) {
+            if min > max {
+                return Err(ConfigError(format!(
+                    "{origin}: minSessionTimeout {min} must not be larger than maxSessionTimeout {max}"
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The shortest session timeout granted: 2 ticks unless configured.
+    pub fn min_timeout(&self) -> u64 {
+        self.min_session_timeout.unwrap_or(self.tick_time * 2)
+    }
+
+    /// The longest session timeout granted: 20 ticks unless configured.
+    pub fn max_timeout(&self) -> u64 {
+        self.max_session_timeout.unwrap_or(self.tick_time * 20)
+    }
+
+    pub fn four_letter_allowed(&self, cmd: &str) -> bool {
+        self.four_letter_whitelist.iter().any(|w| w == "*" || w == cmd)
+            || (cmd == "isro" && self.read_only_mode)
+    }
+}
+
+/// Java's `Integer.decode`-style value: decimal or 0x-hex.
+fn parse_java_int(v: &str) -> Option<i64> {
+    if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()
+    } else {
+        v.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_zookeeper_config() {
+        let c = ServerConfig::parse(
+            "# comment\ntickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/var/lib/zk\nclientPort=2182\n\
+             clientPortAddress = 127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=ruok, stat\n\
+             jute.maxbuffer=0x100000\nserver.1=localhost:2888:3888\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(c.tick_time, 2000);
+        assert_eq!(c.client_addr, "127.0.0.1:2182".parse().unwrap());
+        assert_eq!(c.max_client_cnxns, 0);
+        assert_eq!(c.jute_max_buffer, 0x100000);
+        assert!(c.four_letter_allowed("stat") && !c.four_letter_allowed("dump"));
+        assert_eq!(c.unused_keys, vec!["initLimit", "syncLimit", "server.1"]);
+        assert_eq!(c.min_timeout(), 4000);
+        assert_eq!(c.max_timeout(), 40000);
+    }
+
+    #[test]
+    fn malformed_values_name_line_key_and_value() {
+        let e = ServerConfig::parse("clientPort=2181\ntickTime=fast\n", "zoo.cfg").unwrap_err();
+        assert_eq!(e.0, "zoo.cfg:2: invalid value 'fast' for tickTime: expected a non-negative integer");
+        assert!(ServerConfig::parse("tickTime=2000\n", "zoo.cfg").unwrap_err().0.contains("clientPort"));
+        assert!(ServerConfig::parse("clientPort=99999\n", "z").is_err());
+        assert!(ServerConfig::parse(EMBEDDED_DEFAULT, "embedded").is_ok());
+    }
+}

@@ -1,0 +1,453 @@
+//! One client connection: handshake (or a four-letter word), then requests in, replies out.
+//!
+//! Three tasks per connection. The reader decodes frames in order and sends writes to the log
+//! at once (so they batch with other sessions'); the processor answers in arrival order, a read
+//! waiting only for the writes ahead of it; the writer batches whatever replies are ready into
+//! one socket write. Replies thus leave in request order, and a watch notification queued by the
+//! committer reaches the client before any reply that shows its change.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use ferrozk_proto::codes::{op, xid};
+use ferrozk_proto::frame::{check_frame, write_frame, FrameCheck};
+use ferrozk_proto::*;
+use ferrozk_tree::{acl, Applied, TxnOp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{ConnEntry, ConnId, Latency, Out, Shared, Tracked};
+use crate::fourlw;
+use crate::ops::{execute_read, reply_frame, write_reply, write_txn, ReadCtx};
+
+/// How long a connection may stay without completing its handshake (ZooKeeper's
+/// `zookeeper.nio.sessionlessCnxnTimeout`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Slot {
+    Write { xid: i32, opcode: i32, at: Instant, rx: oneshot::Receiver<Applied> },
+    Read { xid: i32, at: Instant, req: Request, auth: Arc<Vec<Id>> },
+    Immediate(Vec<u8>),
+    Close,
+}
+
+struct FrameReader {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+    max: usize,
+}
+
+enum ReadError {
+    Eof,
+    TooLarge(i64),
+    Io,
+}
+
+impl FrameReader {
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        match self.rd.read_buf(&mut self.buf).await {
+            Ok(0) => Err(ReadError::Eof),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ReadError::Io),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<Vec<u8>, ReadError> {
+        loop {
+            match check_frame(&self.buf, self.max) {
+                FrameCheck::Complete(len) => {
+                    let payload = self.buf[4..4 + len].to_vec();
+                    self.buf.advance(4 + len);
+                    return Ok(payload);
+                }
+                FrameCheck::TooLarge(n) => return Err(ReadError::TooLarge(n)),
+                FrameCheck::Incomplete => self.fill().await?,
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let max = shared.config.max_client_cnxns;
+    {
+        let mut core = shared.lock();
+        let n = core.per_ip.entry(peer.ip()).or_insert(0);
+        if max > 0 && *n >= max {
+            tracing::warn!(%peer, max, "too many connections from {} - max is {}", peer.ip(), max);
+            return;
+        }
+        *n += 1;
+    }
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: shared.config.jute_max_buffer };
+    let conn_id = shared.next_conn_id();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&shared, &mut reader, &mut wr, conn_id, peer)).await;
+    match handshake {
+        Ok(Some(session)) => run_session(shared.clone(), reader, wr, conn_id, peer, session).await,
+        Ok(None) => {}
+        Err(_) => tracing::debug!(%peer, "closing connection that sent no handshake"),
+    }
+    let mut core = shared.lock();
+    if let Some(n) = core.per_ip.get_mut(&peer.ip()) {
+        *n -= 1;
+        if *n == 0 {
+            core.per_ip.remove(&peer.ip());
+        }
+    }
+}
+
+struct Established {
+    session: i64,
+    out_rx: mpsc::UnboundedReceiver<Out>,
+}
+
+/// Reads the ConnectRequest (or a four-letter word) and answers it. `Some` when a session is
+/// now attached to this connection.
+async fn handshake(
+    shared: &Arc<Shared>,
+    reader: &mut FrameReader,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    conn_id: ConnId,
+    peer: SocketAddr,
+) -> Option<Established> {
+    while reader.buf.len() < 4 {
+        reader.fill().await.ok()?;
+    }
+    if let Some(word) = fourlw::recognise(&reader.buf[..4]) {
+        let text = fourlw::run(shared, word);
+        let _ = wr.write_all(text.as_bytes()).await;
+        let _ = wr.shutdown().await;
+        return None;
+    }
+    let payload = match reader.next_frame().await {
+        Ok(p) => p,
+        Err(ReadError::TooLarge(n)) => {
+            tracing::warn!(%peer, len = n, "Len error: closing connection");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let Ok(req) = ConnectRequest::decode(&mut Reader::new(&payload)) else {
+        tracing::warn!(%peer, "malformed ConnectRequest: closing connection");
+        return None;
+    };
+    let cfg = &shared.config;
+    let timeout = (req.timeout.max(0) as u64).clamp(cfg.min_timeout(), cfg.max_timeout());
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let last_zxid = shared.lock().tree.last_zxid();
+    if req.last_zxid_seen > last_zxid {
+        tracing::info!(
+            %peer,
+            "Refusing session request for client as it has seen zxid 0x{:x} our last zxid is 0x{:x} client must try another server",
+            req.last_zxid_seen, last_zxid
+        );
+        return None;
+    }
+    let (session, passwd) = if req.session_id == 0 {
+        let id = shared.lock().new_session_id();
+        let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+        let rx = shared.propose(id, Vec::new(), TxnOp::CreateSession { timeout: timeout as i32, passwd: passwd.clone() });
+        rx.await.ok()?;
+        (id, passwd)
+    } else {
+        let known = shared.lock().tree.session(req.session_id).map(|s| s.passwd.clone());
+        match known {
+            Some(p) if Some(&p) == req.passwd.as_ref() => (req.session_id, p),
+            _ => {
+                tracing::info!(%peer, session = format!("0x{:x}", req.session_id), "invalid session: expired or wrong password");
+                let resp = ConnectResponse {
+                    protocol_version: 0,
+                    timeout: 0,
+                    session_id: 0,
+                    passwd: Some(vec![0; 16]),
+                    read_only: req.read_only.map(|_| false),
+                };
+                let mut out = Vec::new();
+                write_frame(&mut out, |b| resp.encode(b));
+                let _ = wr.write_all(&out).await;
+                let _ = wr.shutdown().await;
+                return None;
+            }
+        }
+    };
+    {
+        let mut core = shared.lock();
+        let expires_at = shared.expiry_for(timeout);
+        let old_owner = match core.sessions.get_mut(&session) {
+            Some(t) if t.closing => None,
+            Some(t) => {
+                t.timeout = timeout;
+                t.expires_at = expires_at;
+                t.owner.replace(conn_id)
+            }
+            None => {
+                core.sessions.insert(session, Tracked { timeout, expires_at, owner: Some(conn_id), closing: false });
+                None
+            }
+        };
+        // A client that reconnected elsewhere (or here) takes its session with it.
+        if let Some(old) = old_owner.and_then(|o| core.conns.get(&o)) {
+            let _ = old.out.send(Out::Close);
+        }
+        core.conns.insert(
+            conn_id,
+            ConnEntry {
+                peer,
+                session,
+                auth: vec![acl::id("ip", &peer.ip().to_string())],
+                out: out_tx,
+                established: SystemTime::now(),
+                received: 1,
+                sent: 1,
+                last_zxid: 0,
+                last_op: "NA",
+                latency: Latency::default(),
+            },
+        );
+        core.stats.received += 1;
+        core.stats.sent += 1;
+    }
+    let resp = ConnectResponse {
+        protocol_version: 0,
+        timeout: timeout as i32,
+        session_id: session,
+        passwd: Some(passwd),
+        read_only: req.read_only.map(|_| false),
+    };
+    let mut out = Vec::new();
+    write_frame(&mut out, |b| resp.encode(b));
+    if wr.write_all(&out).await.is_err() {
+        drop_conn(shared, conn_id);
+        return None;
+    }
+    tracing::debug!(%peer, session = format!("0x{session:x}"), timeout, "session established");
+    Some(Established { session, out_rx })
+}
+
+fn drop_conn(shared: &Shared, conn_id: ConnId) {
+    let mut core = shared.lock();
+    if let Some(c) = core.conns.remove(&conn_id) {
+        if let Some(t) = core.sessions.get_mut(&c.session) {
+            if t.owner == Some(conn_id) {
+                t.owner = None;
+            }
+        }
+    }
+    core.watches.remove_watcher(conn_id);
+}
+
+async fn run_session(
+    shared: Arc<Shared>,
+    mut reader: FrameReader,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    conn_id: ConnId,
+    peer: SocketAddr,
+    est: Established,
+) {
+    let session = est.session;
+    let (slot_tx, slot_rx) = mpsc::unbounded_channel::<Slot>();
+    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+    let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
+    let processor = tokio::spawn(process_loop(shared.clone(), slot_rx, conn_id, session));
+    let mut auth = Arc::new(vec![acl::id("ip", &peer.ip().to_string())]);
+    loop {
+        let frame = tokio::select! {
+            f = reader.next_frame() => f,
+            _ = &mut closed_rx => break,
+        };
+        let payload = match frame {
+            Ok(p) => p,
+            Err(ReadError::TooLarge(n)) => {
+                tracing::warn!(%peer, len = n, "Len error: closing connection");
+                break;
+            }
+            Err(_) => break,
+        };
+        let at = Instant::now();
+        let mut r = Reader::new(&payload);
+        let Ok(hdr) = RequestHeader::decode(&mut r) else { break };
+        {
+            let mut core = shared.lock();
+            core.touch(&shared, session);
+            core.stats.received += 1;
+            if let Some(c) = core.conns.get_mut(&conn_id) {
+                c.received += 1;
+            }
+        }
+        let req = match Request::decode(hdr.op, &mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::debug!(%peer, op = hdr.op, "undecodable request: {e}");
+                let zxid = shared.lock().tree.last_zxid();
+                let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None)));
+                continue;
+            }
+        };
+        match &req {
+            Request::Auth(a) => {
+                let zxid = 0;
+                match authenticate(&shared, a) {
+                    Some(ids) => {
+                        let mut list = (*auth).clone();
+                        for id in ids {
+                            if !list.contains(&id) {
+                                list.push(id);
+                            }
+                        }
+                        auth = Arc::new(list);
+                        if let Some(c) = shared.lock().conns.get_mut(&conn_id) {
+                            c.auth = (*auth).clone();
+                        }
+                        let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, 0, None)));
+                    }
+                    None => {
+                        tracing::warn!(%peer, scheme = a.scheme, "authentication failed");
+                        let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::AuthFailed.code(), None)));
+                        let _ = slot_tx.send(Slot::Close);
+                    }
+                }
+                continue;
+            }
+            Request::Unknown(_) | Request::Sasl(_) => {
+                tracing::warn!(%peer, op = hdr.op, "received packet of unknown type; closing");
+                let zxid = shared.lock().tree.last_zxid();
+                let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::Unimplemented.code(), None)));
+                let _ = slot_tx.send(Slot::Close);
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(txn_op) = write_txn(&req) {
+            let closing = matches!(req, Request::CloseSession);
+            let rx = shared.propose(session, (*auth).clone(), txn_op);
+            let _ = slot_tx.send(Slot::Write { xid: hdr.xid, opcode: hdr.op, at, rx });
+            if closing {
+                let _ = slot_tx.send(Slot::Close);
+            }
+        } else {
+            let _ = slot_tx.send(Slot::Read { xid: hdr.xid, at, req, auth: auth.clone() });
+        }
+    }
+    drop(slot_tx);
+    let _ = processor.await;
+    drop_conn(&shared, conn_id);
+    // Every sender of the writer's queue is gone now: it flushes what is left and ends.
+    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+        tracing::debug!(%peer, "writer did not finish flushing; dropping the connection");
+    }
+}
+
+/// Digest auth adds `digest:user:hash` (and `super` for the configured super user); an unknown
+/// scheme fails, which closes the connection as in ZooKeeper.
+fn authenticate(shared: &Shared, a: &AuthPacket) -> Option<Vec<Id>> {
+    match a.scheme.as_str() {
+        "digest" => {
+            let text = String::from_utf8_lossy(a.auth.as_deref().unwrap_or_default()).into_owned();
+            let digest = acl::digest(&text);
+            let mut ids = Vec::new();
+            if shared.config.super_digest.as_deref() == Some(digest.as_str()) {
+                ids.push(acl::id("super", ""));
+            }
+            ids.push(acl::id("digest", &digest));
+            Some(ids)
+        }
+        _ => None,
+    }
+}
+
+async fn process_loop(shared: Arc<Shared>, mut slots: mpsc::UnboundedReceiver<Slot>, conn_id: ConnId, session: i64) {
+    let out = match shared.lock().conns.get(&conn_id) {
+        Some(c) => c.out.clone(),
+        None => return,
+    };
+    while let Some(slot) = slots.recv().await {
+        let (frame, at, opname, xid) = match slot {
+            Slot::Immediate(f) => {
+                let _ = out.send(Out::Frame(f));
+                count_sent(&shared, conn_id, None, "NA", 0);
+                continue;
+            }
+            Slot::Close => {
+                let _ = out.send(Out::Close);
+                break;
+            }
+            Slot::Write { xid, opcode, at, rx } => {
+                let Ok(applied) = rx.await else { break };
+                (write_reply(xid, opcode, &applied), at, op::name(opcode), xid)
+            }
+            Slot::Read { xid, at, req, auth } => {
+                let mut core = shared.lock();
+                let ctx = ReadCtx { conn: conn_id, session, auth: &auth };
+                let mut pre = Vec::new();
+                let result = execute_read(&mut core, &ctx, &req, &mut pre);
+                let zxid = core.tree.last_zxid();
+                drop(core);
+                for f in pre {
+                    let _ = out.send(Out::Frame(f));
+                }
+                let reply_xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
+                let frame = match result {
+                    Ok(body) => reply_frame(reply_xid, zxid, 0, body.as_deref()),
+                    Err(e) => reply_frame(reply_xid, zxid, e.code(), None),
+                };
+                (frame, at, op::name(req.opcode()), xid)
+            }
+        };
+        let _ = out.send(Out::Frame(frame));
+        count_sent(&shared, conn_id, Some(at), opname, xid);
+    }
+}
+
+fn count_sent(shared: &Shared, conn_id: ConnId, at: Option<Instant>, opname: &'static str, _xid: i32) {
+    let mut core = shared.lock();
+    core.stats.sent += 1;
+    let zxid = core.tree.last_zxid();
+    let ms = at.map(|a| a.elapsed().as_millis() as u64);
+    if let Some(ms) = ms {
+        core.stats.latency.record(ms);
+    }
+    if let Some(c) = core.conns.get_mut(&conn_id) {
+        c.sent += 1;
+        c.last_zxid = zxid;
+        c.last_op = opname;
+        if let Some(ms) = ms {
+            c.latency.record(ms);
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    closed: oneshot::Sender<()>,
+) {
+    let mut batch = Vec::new();
+    let mut buf = Vec::with_capacity(8192);
+    'outer: while rx.recv_many(&mut batch, 256).await > 0 {
+        buf.clear();
+        let mut close = false;
+        for m in batch.drain(..) {
+            match m {
+                Out::Frame(f) => buf.extend_from_slice(&f),
+                Out::Close => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !buf.is_empty() && wr.write_all(&buf).await.is_err() {
+            break 'outer;
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+    let _ = closed.send(());
+}

@@ -1,0 +1,301 @@
+//! The state every connection shares, and the write path: proposals are applied in order by
+//! one committer task, which then tells watchers and the waiting connections.
+//!
+//! Lock order: `Shared::core` is the only lock; it is never held across an await.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferrozk_proto::codes::{state, xid};
+use ferrozk_proto::frame::write_frame;
+use ferrozk_proto::{Encode, Id, ReplyHeader, WatcherEvent};
+use ferrozk_tree::{acl, Applied, Change, DataTree, TreeConfig, Txn, TxnOp, Watches};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ServerConfig;
+
+pub type ConnId = u64;
+
+/// What a connection's writer task is sent.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Vec<u8>),
+    /// Flush what came before, then close the connection.
+    Close,
+}
+
+/// A client connection as the shared state sees it.
+pub struct ConnEntry {
+    pub peer: SocketAddr,
+    pub session: i64,
+    pub auth: Vec<Id>,
+    pub out: mpsc::UnboundedSender<Out>,
+    pub established: SystemTime,
+    pub received: u64,
+    pub sent: u64,
+    pub last_zxid: i64,
+    pub last_op: &'static str,
+    pub latency: Latency,
+}
+
+/// A live session on this server: when it expires and which connection holds it.
+pub struct Tracked {
+    pub timeout: u64,
+    pub expires_at: u64,
+    pub owner: Option<ConnId>,
+    pub closing: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct Latency {
+    pub min: u64,
+    pub max: u64,
+    pub total: u64,
+    pub count: u64,
+}
+
+impl Latency {
+    pub fn record(&mut self, ms: u64) {
+        if self.count == 0 || ms < self.min {
+            self.min = ms;
+        }
+        self.max = self.max.max(ms);
+        self.total += ms;
+        self.count += 1;
+    }
+
+    pub fn avg(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total as f64 / self.count as f64
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub latency: Latency,
+    pub outstanding: i64,
+}
+
+pub struct Core {
+    pub tree: DataTree,
+    pub watches: Watches,
+    pub conns: HashMap<ConnId, ConnEntry>,
+    pub sessions: HashMap<i64, Tracked>,
+    pub per_ip: HashMap<IpAddr, usize>,
+    pub stats: Stats,
+    next_session_id: i64,
+}
+
+/// A write on its way to the log.
+pub struct Proposal {
+    pub txn: Txn,
+    pub reply: Option<oneshot::Sender<Applied>>,
+}
+
+pub struct Shared {
+    pub config: ServerConfig,
+    pub core: Mutex<Core>,
+    pub proposals: mpsc::UnboundedSender<Proposal>,
+    pub started: Instant,
+    pub bound: SocketAddr,
+    next_conn: AtomicU64,
+}
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Shared {
+    pub fn new(
+        config: ServerConfig,
+        bound: SocketAddr,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Proposal>) {
+        let tree = DataTree::new(TreeConfig {
+            ttl_enabled: config.extended_types_enabled,
+            enforce_quota: config.enforce_quota,
+        });
+        // ZooKeeper's scheme: the time in the high bits, the server id in the top byte.
+        let next_session_id = ((wall_ms() << 24) as u64 >> 8) as i64;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            config,
+            core: Mutex::new(Core {
+                tree,
+                watches: Watches::default(),
+                conns: HashMap::new(),
+                sessions: HashMap::new(),
+                per_ip: HashMap::new(),
+                stats: Stats::default(),
+                next_session_id,
+            }),
+            proposals: tx,
+            started: Instant::now(),
+            bound,
+            next_conn: AtomicU64::new(1),
+        });
+        (shared, rx)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug; keep serving rather than poisoning everyone.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Milliseconds since this server started: the clock of session expiry.
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// ZooKeeper's `ExpiryQueue` rounding: expiry happens on tick boundaries.
+    pub fn expiry_for(&self, timeout: u64) -> u64 {
+        let tick = self.config.tick_time.max(1);
+        ((self.now() + timeout) / tick + 1) * tick
+    }
+
+    /// Sends a write to the log; the receiver yields its result once applied.
+    pub fn propose(&self, session: i64, auth: Vec<Id>, op: TxnOp) -> oneshot::Receiver<Applied> {
+        let (tx, rx) = oneshot::channel();
+        let txn = Txn { session, time: wall_ms(), auth, op };
+        let _ = self.proposals.send(Proposal { txn, reply: Some(tx) });
+        rx
+    }
+
+    fn propose_detached(&self, session: i64, op: TxnOp) {
+        let txn = Txn { session, time: wall_ms(), auth: Vec::new(), op };
+        let _ = self.proposals.send(Proposal { txn, reply: None });
+    }
+}
+
+impl Core {
+    pub fn new_session_id(&mut self) -> i64 {
+        loop {
+            self.next_session_id += 1;
+            let id = self.next_session_id;
+            if id != 0 && self.tree.session(id).is_none() && !self.sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Renews a session's lease; called on every packet from its client.
+    pub fn touch(&mut self, shared: &Shared, session: i64) {
+        if let Some(t) = self.sessions.get_mut(&session) {
+            if !t.closing {
+                t.expires_at = shared.expiry_for(t.timeout);
+            }
+        }
+    }
+
+    /// Sends a watch notification to one connection, unless the node's ACL hides it from
+    /// that connection (ZooKeeper 3.9 checks READ at delivery).
+    fn notify(&mut self, conn: ConnId, zxid: i64, change: &Change) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if acl::check(&change.acl, ferrozk_proto::codes::perms::READ, &c.auth).is_err() {
+            return;
+        }
+        let frame = notification_frame(zxid, change.kind.event_type(), &change.path);
+        c.sent += 1;
+        self.stats.sent += 1;
+        let _ = c.out.send(Out::Frame(frame));
+    }
+
+    /// Everything that follows an applied entry on this server: session tracking and watches.
+    fn after_apply(&mut self, shared: &Shared, txn: &Txn, applied: &Applied, from_client: bool) {
+        match &txn.op {
+            TxnOp::CreateSession { timeout, .. } => {
+                let timeout = *timeout as u64;
+                let expires_at = shared.expiry_for(timeout);
+                self.sessions.entry(txn.session).or_insert(Tracked { timeout, expires_at, owner: None, closing: false });
+            }
+            TxnOp::CloseSession => {
+                if let Some(t) = self.sessions.remove(&txn.session) {
+                    // A client's own close is answered by its connection, which then closes.
+                    if !from_client {
+                        if let Some(c) = t.owner.and_then(|o| self.conns.get(&o)) {
+                            let _ = c.out.send(Out::Close);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        for change in &applied.changes {
+            for w in self.watches.trigger(&change.path, change.kind) {
+                self.notify(w, applied.zxid, change);
+            }
+        }
+    }
+}
+
+/// `ReplyHeader(-1, zxid, 0)` + `WatcherEvent`, framed.
+pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + path.len());
+    write_frame(&mut out, |b| {
+        ReplyHeader { xid: xid::NOTIFICATION, zxid, err: 0 }.encode(b);
+        WatcherEvent { event_type, state: state::SYNC_CONNECTED, path: path.to_string() }.encode(b);
+    });
+    out
+}
+
+/// The write path: applies proposals in arrival order, a batch per wakeup.
+pub async fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        let mut core = shared.lock();
+        for p in batch.drain(..) {
+            let zxid = core.tree.last_zxid() + 1;
+            let applied = core.tree.apply(zxid, &p.txn);
+            core.after_apply(&shared, &p.txn, &applied, p.reply.is_some());
+            if let Some(tx) = p.reply {
+                let _ = tx.send(applied);
+            }
+        }
+    }
+}
+
+/// Expires sessions on tick boundaries and reaps empty containers and expired TTL nodes.
+pub async fn run_expiry(shared: Arc<Shared>) {
+    let tick = shared.config.tick_time.max(1);
+    let reap_every = shared.config.container_check_interval_ms;
+    let mut next_reap = shared.now() + reap_every;
+    loop {
+        let now = shared.now();
+        let next_tick = (now / tick + 1) * tick;
+        tokio::time::sleep(Duration::from_millis(next_tick - now)).await;
+        let now = shared.now();
+        let expired: Vec<i64> = {
+            let mut core = shared.lock();
+            let mut ids = Vec::new();
+            for (id, t) in core.sessions.iter_mut() {
+                if !t.closing && t.expires_at <= now {
+                    t.closing = true;
+                    ids.push(*id);
+                }
+            }
+            ids
+        };
+        for id in expired {
+            tracing::info!(session = format!("0x{id:x}"), "session expired");
+            shared.propose_detached(id, TxnOp::CloseSession);
+        }
+        if now >= next_reap {
+            next_reap = now + reap_every;
+            let candidates = shared.lock().tree.reap_candidates(wall_ms());
+            for path in candidates {
+                shared.propose_detached(0, TxnOp::DeleteContainer { path });
+            }
+        }
+    }
+}
