@@ -253,11 +253,18 @@ class Backend:
             s = self.sessions[i]
             if s is None:
                 continue
+            closed = None
             if not s.closed:
-                s.sync("/")
+                try:
+                    s.sync("/")
+                except zw.ConnectionClosed as e:
+                    closed = "connection closed: %s" % e
             ev = s.take_events()
-            if ev:
+            if ev or closed:
                 out[i] = [(typ, state, path) for typ, state, path, _z in ev]
+            if closed:
+                out[i].append(closed)
+                out[i].append(reattach(self, i))
         return out
 
     def dump_tree(self, normalise=True):
@@ -608,7 +615,7 @@ class Gen:
             self.known.discard(op["path"])
         elif k == "multi" and res.get("err") == "OK":
             rs = res.get("results") or []
-            if rs and all(x.get("type") != zw.ERROR for x in rs):
+            if rs and all(x.get("type") != "error" for x in rs):
                 for sub, x in zip(op["ops"], rs):
                     if sub[0] == "create":
                         self.learn_create(x["path"], sub[1], sub[5], sub[6])
@@ -872,6 +879,14 @@ def execute(be, op, idx):
                 res = {"outcome": "refused", "timeout": e.timeout_ms}
             except zw.ConnectionClosed:
                 res = {"outcome": "closed without a ConnectResponse"}
+            # ZooKeeper closes the session's current connection before it
+            # checks the password, so the rightful owner is disconnected too.
+            try:
+                s.sync("/")
+                res["original connection"] = "alive"
+            except zw.ConnectionClosed:
+                res["original connection"] = "closed by server"
+                res["reattach"] = reattach(be, slot)
         elif k == "oversize":
             data = b"o" * op["size"]
             try:
@@ -901,6 +916,18 @@ class Runner:
         self.history = []
         self.restart_cb = restart_cb
         self.stats = {}
+        self.outcomes = {}
+        self.events = {}
+
+    def tally(self, op, res):
+        errs = []
+        if "err" in res:
+            errs.append(res["err"])
+        for x in res.get("results") or []:
+            if x.get("type") == "error":
+                errs.append("multi:" + x.get("err", "?"))
+        for e in errs:
+            self.outcomes[e] = self.outcomes.get(e, 0) + 1
 
     def log(self, msg):
         print(msg, flush=True)
@@ -979,11 +1006,16 @@ class Runner:
             self.stats[op["kind"]] = self.stats.get(op["kind"], 0) + 1
             ra, rb = self.both(lambda be: execute(be, op, idx), idx, op, "execute")
             self.compare(idx, op, "results differ", ra, rb)
+            self.tally(op, ra)
             if op["kind"] in MUTATING:
                 ea, eb = self.both(lambda be: be.drain_events(range(len(SLOTS))), idx, op, "events")
                 if ea != eb:
                     self.fail(idx, op, "watch events differ (per session slot: "
                               "(type, state, path))", ea, eb)
+                for evs in ea.values():
+                    for e in evs:
+                        if isinstance(e, tuple) and len(e) == 3:
+                            self.events[e[0]] = self.events.get(e[0], 0) + 1
             self.gen.learn(op, ra)
             # reopen a closed slot, and compare the outcome
             if op["kind"] == "closeSession" or any(
@@ -1012,6 +1044,10 @@ class Runner:
         if "reap-phase" not in self.disabled and self.restart_cb is not None:
             self.reap_phase(dump)
         self.log("op mix: " + ", ".join("%s=%d" % kv for kv in sorted(self.stats.items())))
+        self.log("results: " + ", ".join("%s=%d" % kv for kv in sorted(self.outcomes.items())))
+        evnames = {1: "NodeCreated", 2: "NodeDeleted", 3: "NodeDataChanged", 4: "NodeChildrenChanged"}
+        self.log("watch events delivered: " + ", ".join(
+            "%s=%d" % (evnames.get(k, k), v) for k, v in sorted(self.events.items())))
 
     def eligible(self, dump, now_ms):
         """Nodes ZooKeeper's reaper would delete now (given what we created)."""
@@ -1171,6 +1207,7 @@ def free_port(start, avoid=()):
         if p in avoid:
             continue
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", p))
                 return p

@@ -13,7 +13,14 @@ import time
 
 import zkwire
 
-ZK_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/*"
+# zookeeper.jar's manifest Class-Path names its dependencies. The usual
+# "/usr/share/java/*" wildcard also works, but then slf4j-nop wins the binding
+# race and the server logs nothing; naming slf4j-log4j12 + log4j instead gives
+# server.log content (and a wildcard would add log4j-over-slf4j, which clashes).
+ZK_CLASSPATH = os.environ.get(
+    "DIFF_ZK_CLASSPATH",
+    "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:"
+    "/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar")
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="   # user super, password test
 
 
@@ -63,8 +70,8 @@ class Server:
                 "-Dzookeeper.extendedTypesEnabled=true",
                 "-Dznode.container.checkIntervalMs=%d" % container_interval_ms,
                 "-Dzookeeper.admin.enableServer=false",
-                "-Dzookeeper.root.logger=INFO,CONSOLE",
-                "-Dzookeeper.console.threshold=INFO",
+                "-Dzookeeper.root.logger=%s,CONSOLE" % os.environ.get("DIFF_ZK_LOG_LEVEL", "INFO"),
+                "-Dzookeeper.console.threshold=%s" % os.environ.get("DIFF_ZK_LOG_LEVEL", "INFO"),
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                 self.cfg_path,
             ]

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub read_only_mode: bool,
     pub enforce_quota: bool,
     pub container_check_interval_ms: u64,
+    /// How long a connection may take to send its ConnectRequest
+    /// (`zookeeper.nio.sessionlessCnxnTimeout`).
+    pub sessionless_cnxn_timeout_ms: u64,
     /// Keys present in the file that this version does not act on.
     pub unused_keys: Vec<String>,
 }
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             read_only_mode: false,
             enforce_quota: false,
             container_check_interval_ms: 60_000,
+            sessionless_cnxn_timeout_ms: 10_000,
             unused_keys: Vec::new(),
         }
     }
@@ -162,6 +166,7 @@ impl ServerConfig {
                 "readonlymode.enabled" => c.read_only_mode = boolean(&value)?,
                 "enforceQuota" => c.enforce_quota = boolean(&value)?,
                 "znode.container.checkIntervalMs" => c.container_check_interval_ms = num(&value)?.max(1),
+                "nio.sessionlessCnxnTimeout" => c.sessionless_cnxn_timeout_ms = num(&value)?.max(1),
                 k if k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.") => {
                     c.unused_keys.push(key.clone())
                 }

@@ -24,10 +24,6 @@ use crate::core::{ConnEntry, ConnId, Latency, Out, Shared, Tracked};
 use crate::fourlw;
 use crate::ops::{execute_read, reply_frame, write_reply, write_txn, ReadCtx};
 
-/// How long a connection may stay without completing its handshake (ZooKeeper's
-/// `zookeeper.nio.sessionlessCnxnTimeout`).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 enum Slot {
     Write { xid: i32, opcode: i32, at: Instant, rx: oneshot::Receiver<Applied> },
     Read { xid: i32, at: Instant, req: Request, auth: Arc<Vec<Id>> },
@@ -87,7 +83,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let (rd, mut wr) = stream.into_split();
     let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: shared.config.jute_max_buffer };
     let conn_id = shared.next_conn_id();
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&shared, &mut reader, &mut wr, conn_id, peer)).await;
+    let handshake = tokio::time::timeout(Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms), handshake(&shared, &mut reader, &mut wr, conn_id, peer)).await;
     match handshake {
         Ok(Some(session)) => run_session(shared.clone(), reader, wr, conn_id, peer, session).await,
         Ok(None) => {}

@@ -79,6 +79,17 @@ impl ServerBuilder {
         self
     }
 
+    pub fn sessionless_timeout_ms(mut self, ms: u64) -> Self {
+        self.config.sessionless_cnxn_timeout_ms = ms;
+        self
+    }
+
+    pub fn session_timeouts(mut self, min_ms: u64, max_ms: u64) -> Self {
+        self.config.min_session_timeout = Some(min_ms);
+        self.config.max_session_timeout = Some(max_ms);
+        self
+    }
+
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
     }
