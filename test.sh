@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI and a newcomer run it: installs what it needs (Debian's
+# ZooKeeper 3.8.0 and C client as the reference, kazoo and pytest from PyPI), builds ferrozk,
+# runs the Rust tests, then every interop suite against real clients and Apache ZooKeeper.
+#
+#   bash test.sh            everything
+#   bash test.sh rust       only the Rust tests
+#   bash test.sh interop    only the interop suites (builds the release binary first)
+set -uo pipefail
+cd "$(dirname "$0")"
+what="${1:-all}"
+
+need_apt=()
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+[ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
+command -v java >/dev/null || need_apt+=(default-jre-headless)
+if [ "$what" != rust ] && [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null || { echo "apt-get failed"; exit 1; }
+fi
+if [ "$what" != rust ] && ! python3 -c "import kazoo, pytest" 2>/dev/null; then
+  echo "== installing kazoo and pytest (pip)"
+  python3 -m pip install -q "kazoo==2.11.*" pytest pyjks objgraph "pyopenssl<24.3" || { echo "pip failed"; exit 1; }
+fi
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name="$1"; shift
+  echo
+  echo "== $name: $*"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "== $name: ok ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "== $name: FAILED ($((SECONDS - t0)) s)"
+  fi
+}
+
+if [ "$what" = all ] || [ "$what" = rust ]; then
+  step "cargo test" cargo test --workspace --quiet
+fi
+if [ "$what" = all ] || [ "$what" = interop ]; then
+  if cargo build --release --quiet; then
+    export FERROZK_BIN="$PWD/target/release/ferrozk"
+    step "kazoo suite" bash interop/kazoo/run.sh -q
+    step "differential vs ZooKeeper" bash interop/differential/run.sh
+    step "zkCli.sh script" bash interop/zkcli/run.sh
+    step "C client" bash interop/cclient/run.sh
+  else
+    failed=$((failed + 1)); failures+=("cargo build --release")
+  fi
+fi
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
