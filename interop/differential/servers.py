@@ -25,7 +25,7 @@ SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="   # user super, password tes
 
 
 class Server:
-    def __init__(self, name, kind, port, workdir, ferrozk_bin=None):
+    def __init__(self, name, kind, port, workdir, ferrozk_bin=None, extra_cfg=()):
         self.name = name
         self.kind = kind
         self.port = port
@@ -35,6 +35,7 @@ class Server:
         self.cfg_path = os.path.join(self.dir, "zoo.cfg")
         self.log_path = os.path.join(self.dir, "server.log")
         self.ferrozk_bin = ferrozk_bin
+        self.extra_cfg = list(extra_cfg)
         self.proc = None
         self.starts = 0
         os.makedirs(self.data_dir, exist_ok=True)
@@ -57,7 +58,7 @@ class Server:
             "znode.container.checkIntervalMs=%d" % container_interval_ms,
             # becomes the system property zookeeper.DigestAuthenticationProvider.superDigest
             "DigestAuthenticationProvider.superDigest=%s" % SUPER_DIGEST,
-        ]
+        ] + self.extra_cfg
         with open(self.cfg_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrozk_proto::codes::{state, xid};
 use ferrozk_proto::frame::write_frame;
-use ferrozk_proto::{Encode, Id, ReplyHeader, WatcherEvent};
+use ferrozk_proto::{Decode, Encode, Id, ReplyHeader, WatcherEvent};
+use ferrozk_storage::Wal;
 use ferrozk_tree::{acl, Applied, Change, DataTree, TreeConfig, Txn, TxnOp, Watches};
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,7 +104,7 @@ pub struct Proposal {
 pub struct Shared {
     pub config: ServerConfig,
     pub core: Mutex<Core>,
-    pub proposals: mpsc::UnboundedSender<Proposal>,
+    pub proposals: mpsc::UnboundedSender<Option<Proposal>>,
     pub started: Instant,
     pub bound: SocketAddr,
     next_conn: AtomicU64,
@@ -117,31 +118,27 @@ impl Shared {
     pub fn new(
         config: ServerConfig,
         bound: SocketAddr,
-    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Proposal>) {
-        let tree = DataTree::new(TreeConfig {
-            ttl_enabled: config.extended_types_enabled,
-            enforce_quota: config.enforce_quota,
-        });
-        // ZooKeeper's scheme: the time in the high bits, the server id in the top byte.
-        let next_session_id = ((wall_ms() << 24) as u64 >> 8) as i64;
+        tree: DataTree,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Option<Proposal>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            core: Mutex::new(Core::with_tree(tree)),
             config,
-            core: Mutex::new(Core {
-                tree,
-                watches: Watches::default(),
-                conns: HashMap::new(),
-                sessions: HashMap::new(),
-                per_ip: HashMap::new(),
-                stats: Stats::default(),
-                next_session_id,
-            }),
             proposals: tx,
             started: Instant::now(),
             bound,
             next_conn: AtomicU64::new(1),
         });
+        {
+            let mut core = shared.lock();
+            core.track_recovered(&shared);
+        }
         (shared, rx)
+    }
+
+    /// Asks the committer to finish what it has and stop.
+    pub fn stop_committer(&self) {
+        let _ = self.proposals.send(None);
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Core> {
@@ -168,17 +165,50 @@ impl Shared {
     pub fn propose(&self, session: i64, auth: Vec<Id>, op: TxnOp) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
         let txn = Txn { session, time: wall_ms(), auth, op };
-        let _ = self.proposals.send(Proposal { txn, reply: Some(tx) });
+        let _ = self.proposals.send(Some(Proposal { txn, reply: Some(tx) }));
         rx
     }
 
     fn propose_detached(&self, session: i64, op: TxnOp) {
         let txn = Txn { session, time: wall_ms(), auth: Vec::new(), op };
-        let _ = self.proposals.send(Proposal { txn, reply: None });
+        let _ = self.proposals.send(Some(Proposal { txn, reply: None }));
     }
 }
 
+fn new_tree(config: &ServerConfig) -> DataTree {
+    DataTree::new(TreeConfig { ttl_enabled: config.extended_types_enabled, enforce_quota: config.enforce_quota })
+}
+
 impl Core {
+    /// After a restart every recovered session gets a fresh timeout, as in ZooKeeper: its
+    /// client may re-attach, or it expires and takes its ephemerals with it.
+    pub fn track_recovered(&mut self, shared: &Shared) {
+        let ids: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(id, s)| (*id, s.timeout)).collect();
+        for (id, timeout) in ids {
+            let timeout = timeout.max(0) as u64;
+            self.sessions.insert(id, Tracked { timeout, expires_at: shared.expiry_for(timeout), owner: None, closing: false });
+        }
+    }
+
+    pub fn new(config: &ServerConfig) -> Core {
+        Self::with_tree(new_tree(config))
+    }
+
+    /// Wraps a recovered tree; its sessions must be re-tracked with [`Core::track_recovered`].
+    pub fn with_tree(tree: DataTree) -> Core {
+        // ZooKeeper's scheme: the time in the high bits, the server id in the top byte.
+        let next_session_id = ((wall_ms() << 24) as u64 >> 8) as i64;
+        Core {
+            tree,
+            watches: Watches::default(),
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            per_ip: HashMap::new(),
+            stats: Stats::default(),
+            next_session_id,
+        }
+    }
+
     pub fn new_session_id(&mut self) -> i64 {
         loop {
             self.next_session_id += 1;
@@ -249,10 +279,43 @@ pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
     out
 }
 
-/// The write path: applies proposals in arrival order, a batch per wakeup.
-pub async fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Proposal>) {
+/// The write path, on a thread of its own because it waits for the disk: takes every proposal
+/// that is waiting, appends them all to the log, makes them durable with one fsync (group
+/// commit), then applies them in order and answers. Nothing is acknowledged before its fsync.
+pub fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Option<Proposal>>, mut wal: Wal) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 1024).await > 0 {
+    let mut buf = Vec::new();
+    let mut stopping = false;
+    while !stopping {
+        // `None` asks the committer to stop once what came before it is done.
+        match rx.blocking_recv() {
+            Some(Some(p)) => batch.push(p),
+            Some(None) | None => break,
+        }
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let durable = (|| -> std::io::Result<()> {
+            for p in &batch {
+                buf.clear();
+                p.txn.encode(&mut buf);
+                wal.append(0, &buf)?;
+            }
+            wal.sync()
+        })();
+        if let Err(e) = durable {
+            // Unacknowledged writes are dropped (their clients see the connection close);
+            // nothing more is accepted, since nothing more could be made durable.
+            tracing::error!("cannot write the transaction log {}: {e}; refusing further writes", wal.current_segment().display());
+            return;
+        }
         let mut core = shared.lock();
         for p in batch.drain(..) {
             let zxid = core.tree.last_zxid() + 1;
@@ -263,6 +326,28 @@ pub async fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
             }
         }
     }
+}
+
+/// Rebuilds the tree from the log: every record applied again, in order.
+pub fn recover(config: &ServerConfig) -> Result<(DataTree, Wal), String> {
+    let dir = config.data_log_dir.as_ref().unwrap_or(&config.data_dir).join("wal");
+    let (wal, records) = Wal::open(&dir).map_err(|e| e.to_string())?;
+    let mut tree = new_tree(config);
+    let started = Instant::now();
+    let n = records.len();
+    for (i, r) in records.into_iter().enumerate() {
+        let txn = Txn::decode(&mut ferrozk_proto::Reader::new(&r.payload)).map_err(|e| {
+            format!("damaged log record {} in {}: {e}", r.index, dir.display())
+        })?;
+        tree.apply(r.index as i64, &txn);
+        if i > 0 && i % 1_000_000 == 0 {
+            tracing::info!("replayed {i} of {n} log records");
+        }
+    }
+    if n > 0 {
+        tracing::info!(records = n, zxid = format!("0x{:x}", tree.last_zxid()), ms = started.elapsed().as_millis() as u64, "recovered from the log");
+    }
+    Ok((tree, wal))
 }
 
 /// Expires sessions on tick boundaries and reaps empty containers and expired TTL nodes.

@@ -15,6 +15,62 @@ mod core;
 pub mod fourlw;
 mod ops;
 
+/// The request path without the network, for the fuzzer: frames in, tree changed, replies
+/// encoded. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use ferrozk_proto::frame::{check_frame, FrameCheck};
+    use ferrozk_proto::{Decode, Reader, Request, RequestHeader};
+    use ferrozk_tree::{acl, Txn};
+
+    use crate::config::ServerConfig;
+    use crate::core::Core;
+    use crate::ops::{execute_read, write_reply, write_txn, ReadCtx};
+
+    /// Runs every complete frame in `data` as a request of one session, as a connection would.
+    pub fn run_frames(data: &[u8]) {
+        let config = ServerConfig { extended_types_enabled: true, enforce_quota: true, ..Default::default() };
+        let mut core = Core::new(&config);
+        let session = 1;
+        let auth = vec![acl::id("ip", "127.0.0.1"), acl::id("digest", "u:x")];
+        core.tree.apply(1, &Txn {
+            session,
+            time: 0,
+            auth: vec![],
+            op: ferrozk_tree::TxnOp::CreateSession { timeout: 30000, passwd: vec![0; 16] },
+        });
+        let mut rest = data;
+        let mut time = 1;
+        while let FrameCheck::Complete(len) = check_frame(rest, 1 << 20) {
+            let payload = &rest[4..4 + len];
+            rest = &rest[4 + len..];
+            let mut r = Reader::new(payload);
+            let Ok(hdr) = RequestHeader::decode(&mut r) else { continue };
+            let Ok(req) = Request::decode(hdr.op, &mut r) else { continue };
+            if let Some(op) = write_txn(&req) {
+                time += 1;
+                let zxid = core.tree.last_zxid() + 1;
+                let applied = core.tree.apply(zxid, &Txn { session, time, auth: auth.clone(), op });
+                for c in &applied.changes {
+                    core.watches.trigger(&c.path, c.kind);
+                }
+                let _ = write_reply(hdr.xid, hdr.op, &applied);
+            } else {
+                let ctx = ReadCtx { conn: 1, session, auth: &auth };
+                let mut pre = Vec::new();
+                if let Ok(Some(body)) = execute_read(&mut core, &ctx, &req, &mut pre) {
+                    let mut out = Vec::new();
+                    body.encode(&mut out);
+                }
+            }
+            for path in core.tree.reap_candidates(time + 1_000_000) {
+                let zxid = core.tree.last_zxid() + 1;
+                core.tree.apply(zxid, &Txn { session: 0, time, auth: vec![], op: ferrozk_tree::TxnOp::DeleteContainer { path } });
+            }
+        }
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,11 +152,22 @@ impl ServerBuilder {
 
     /// Binds the client port and starts serving.
     pub async fn start(self) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(self.config.client_addr).await?;
+        let config = self.config;
+        let recovered = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || core::recover(&config)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let (tree, wal) = recovered.map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(config.client_addr).await?;
         let bound = listener.local_addr()?;
-        let (shared, proposals) = core::Shared::new(self.config, bound);
+        let (shared, proposals) = core::Shared::new(config, bound, tree);
+        let committer = std::thread::Builder::new().name("ferrozk-committer".into()).spawn({
+            let shared = shared.clone();
+            move || core::run_committer(shared, proposals, wal)
+        })?;
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(core::run_committer(shared.clone(), proposals)));
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
         let accept_shared = shared.clone();
         tasks.push(tokio::spawn(async move {
@@ -117,7 +184,7 @@ impl ServerBuilder {
             }
         }));
         tracing::info!(addr = %bound, "serving clients");
-        Ok(Server { shared, tasks, bound })
+        Ok(Server { shared, tasks, bound, committer: Some(committer) })
     }
 }
 
@@ -126,6 +193,7 @@ pub struct Server {
     shared: Arc<core::Shared>,
     tasks: Vec<JoinHandle<()>>,
     bound: SocketAddr,
+    committer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -149,7 +217,7 @@ impl Server {
     }
 
     /// Stops accepting, closes every connection and stops the server's tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         for t in &self.tasks {
             t.abort();
         }
@@ -159,8 +227,13 @@ impl Server {
                 let _ = c.out.send(core::Out::Close);
             }
         }
-        for t in self.tasks {
+        for t in self.tasks.drain(..) {
             let _ = t.await;
+        }
+        // The log is closed once the committer has written what it was given.
+        self.shared.stop_committer();
+        if let Some(c) = self.committer.take() {
+            let _ = tokio::task::spawn_blocking(move || c.join()).await;
         }
     }
 }

@@ -166,3 +166,23 @@ fn multi_is_all_or_nothing_with_zookeeper_result_codes() {
     // null data stays null
     assert_eq!(c.get("/m1", false).unwrap().0, None);
 }
+
+#[test]
+fn a_restart_keeps_data_zxids_and_sessions() {
+    let s = TestServer::start(|b| b);
+    let mut c = Client::connect(s.addr);
+    c.create("/kept", b"v", 0).unwrap();
+    c.create("/kept/s-", b"", 2).unwrap();
+    c.create("/kept/eph", b"", 1).unwrap();
+    let before = c.exists("/kept", false).unwrap();
+    let (session, passwd) = (c.session, c.passwd.clone());
+    drop(c);
+    let s = s.restart();
+    // The client re-attaches with its session; its ephemeral is still there.
+    let mut c = Client::connect_with(s.addr, session, passwd, 30000, before.pzxid).expect("session survives");
+    assert_eq!(c.exists("/kept", false).unwrap(), before);
+    assert_eq!(c.exists("/kept/eph", false).unwrap().ephemeral_owner, session);
+    assert_eq!(c.create("/kept/s-", b"", 2).unwrap().0, "/kept/s-0000000002", "sequence continues");
+    let (_, st) = c.create("/after", b"", 0).unwrap();
+    assert!(st.czxid > before.pzxid, "zxids continue after a restart");
+}

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("FERROZK_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {

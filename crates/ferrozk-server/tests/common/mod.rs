@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferrozk_proto::codes::op;
@@ -16,20 +18,50 @@ pub struct TestServer {
     pub rt: tokio::runtime::Runtime,
     pub server: Option<Server>,
     pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// A fresh, empty directory for one test's data.
+pub fn temp_data_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "ferrozk-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
 }
 
 impl TestServer {
     pub fn start(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
+        Self::start_in(temp_data_dir(), "127.0.0.1:0".parse().unwrap(), configure)
+    }
+
+    /// Starts on a given data directory and address (to restart where another one stopped).
+    pub fn start_in(data_dir: PathBuf, addr: SocketAddr, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let builder = configure(
             Server::builder()
-                .client_addr("127.0.0.1:0".parse().unwrap())
+                .client_addr(addr)
+                .data_dir(&data_dir)
                 .tick_time(200)
                 .four_letter_words(&["*"]),
         );
         let server = rt.block_on(builder.start()).unwrap();
         let addr = server.client_addr();
-        TestServer { rt, server: Some(server), addr }
+        TestServer { rt, server: Some(server), addr, data_dir }
+    }
+
+    /// Stops the server cleanly and starts a new one on the same directory and port.
+    pub fn restart(mut self) -> TestServer {
+        let (dir, addr) = (self.data_dir.clone(), self.addr);
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+        self.data_dir = PathBuf::new();
+        drop(self);
+        Self::start_in(dir, addr, |b| b)
     }
 }
 
@@ -37,6 +69,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
             self.rt.block_on(s.shutdown());
+        }
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
 }
