@@ -245,9 +245,12 @@ class Backend:
                     pass
                 self.sessions[i] = None
 
-    def drain_events(self, slots):
+    def drain_events(self, slots, unordered=False):
         """Round-trip (sync) on every live session so that every notification
-        caused by what happened so far has arrived, then take them."""
+        caused by what happened so far has arrived, then take them. With
+        unordered, each session's events are sorted (used after closeSession:
+        ZooKeeper deletes a session's ephemerals in Java hash-set order, which
+        is not part of the contract)."""
         out = {}
         for i in slots:
             s = self.sessions[i]
@@ -262,6 +265,8 @@ class Backend:
             ev = s.take_events()
             if ev or closed:
                 out[i] = [(typ, state, path) for typ, state, path, _z in ev]
+                if unordered:
+                    out[i].sort()
             if closed:
                 out[i].append(closed)
                 out[i].append(reattach(self, i))
@@ -489,7 +494,8 @@ class Gen:
     def op(self):
         r = self.rng
         kind = self.pick([
-            (16, "create"), (9, "delete"), (8, "setData"), (6, "exists"), (6, "getData"),
+            # deletes grow with the tree so that it stays small and ops keep colliding
+            (16, "create"), (11 * max(1.0, len(self.known) / 80.0), "delete"), (8, "setData"), (6, "exists"), (6, "getData"),
             (5, "getChildren"), (3, "getACL"), (4, "setACL"),
             (7 if self.on("multi") else 0, "multi"),
             (2 if self.on("multiread") else 0, "multiRead"),
@@ -876,7 +882,8 @@ def execute(be, op, idx):
             res = {"err": errname(rep.err) if rep is not None else "no reply"}
             ev = s.take_events()
             if ev:
-                res["events before the close reply"] = [e[:3] for e in ev]
+                # sorted: ZooKeeper deletes a session's ephemerals in hash-set order
+                res["events before the close reply"] = sorted(e[:3] for e in ev)
             be.sessions[slot] = None
         elif k == "reconnect":
             s.drop()
@@ -938,6 +945,21 @@ class Runner:
         self.outcomes = {}
         self.events = {}
 
+    def repro(self):
+        a = self.args
+        cmd = ["interop/differential/run.sh", "--a", a.a, "--b", a.b, "--seed", str(a.seed),
+               "--ops", str(a.ops)]
+        if self.disabled - DEFAULT_DISABLED:
+            cmd += ["--disable", ",".join(sorted(self.disabled - DEFAULT_DISABLED))]
+        if DEFAULT_DISABLED - self.disabled:
+            cmd += ["--enable", ",".join(sorted(DEFAULT_DISABLED - self.disabled))]
+        if a.tree_every != 1000:
+            cmd += ["--tree-every", str(a.tree_every)]
+        for flag, val in (("--extra-cfg-a", a.extra_cfg_a), ("--extra-cfg-b", a.extra_cfg_b)):
+            if val:
+                cmd += [flag, "'%s'" % val]
+        return " ".join(cmd)
+
     def tally(self, op, res):
         errs = []
         if "err" in res:
@@ -973,10 +995,7 @@ class Runner:
         lines.append("last operations:")
         for i, o in self.history[-15:]:
             lines.append("  #%d %s" % (i, describe(o)))
-        lines.append("reproduce: %s --seed %d --ops %d%s" % (
-            "interop/differential/run.sh", self.args.seed, self.args.ops,
-            (" --disable " + ",".join(sorted(self.disabled - DEFAULT_DISABLED)))
-            if self.disabled - DEFAULT_DISABLED else ""))
+        lines.append("reproduce: " + self.repro())
         lines.append("=" * 78)
         raise Difference("\n".join(lines))
 
@@ -1031,7 +1050,8 @@ class Runner:
             self.compare(idx, op, "results differ", ra, rb)
             self.tally(op, ra)
             if op["kind"] in MUTATING:
-                ea, eb = self.both(lambda be: be.drain_events(range(len(SLOTS))), idx, op, "events")
+                ea, eb = self.both(lambda be: be.drain_events(
+                    range(len(SLOTS)), unordered=op["kind"] == "closeSession"), idx, op, "events")
                 if ea != eb:
                     self.fail(idx, op, "watch events differ (per session slot: "
                               "(type, state, path))", ea, eb)
@@ -1058,7 +1078,8 @@ class Runner:
             self.history.append((idx, op))
             ra, rb = self.both(lambda be: execute(be, op, idx), idx, op, "execute")
             self.compare(idx, op, "results differ", ra, rb)
-            ea, eb = self.both(lambda be: be.drain_events(range(len(SLOTS))), idx, op, "events")
+            ea, eb = self.both(lambda be: be.drain_events(range(len(SLOTS)), unordered=True),
+                               idx, op, "events")
             if ea != eb:
                 self.fail(idx, op, "watch events differ", ea, eb)
         dump = self.compare_trees(n + len(SLOTS), "end of operations")

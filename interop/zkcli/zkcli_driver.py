@@ -13,8 +13,8 @@ even though zkCli prints watch events from another thread.
 Normalising removes what legitimately differs between two servers or two runs: log/banner lines,
 zkCli's usage text (printed for each marker), connection-state events (type:None), times other
 than the epoch, session ids (ephemeralOwner, mapped to S1, S2, ... in order of appearance) and
-zxids (mapped to Z1, Z2, ... by numeric rank, so equality and order are still checked; 0x0 is
-kept). Within one command's block, watch events are moved after the command's own output (their
+zxids (mapped to Z1, Z2, ... in order of first appearance, 0x0 kept; "zxid order" lines at the
+end list the names in numeric order, so equality and order of zxids are both checked). Within one command's block, watch events are moved after the command's own output (their
 relative order is kept). getEphemerals lists and whoami's auth ids come from Java HashSets on
 Apache, so they are sorted.
 """
@@ -181,13 +181,16 @@ def normalize(raw_path):
     if cur:
         blocks.append((None, cur))
 
-    zxids = set()
+    # zxids: Z1, Z2, ... in order of first appearance (so a difference shows where it first
+    # happens); their numeric order is checked once, by the "zxid order" lines at the end.
+    zname = {}
     for _, b in blocks:
         for l in b:
             m = ZXID.match(l)
             if m:
-                zxids.add(int(m.group(2), 16))
-    zrank = {z: f"Z{i}" for i, z in enumerate(sorted(zxids - {0}), 1)}
+                v = int(m.group(2), 16)
+                if v != 0 and v not in zname:
+                    zname[v] = f"Z{len(zname) + 1}"
     sessions = {}
 
     out = []
@@ -204,7 +207,7 @@ def normalize(raw_path):
             m = ZXID.match(l)
             if m:
                 v = int(m.group(2), 16)
-                l = f"{m.group(1)} = {'0x0' if v == 0 else zrank[v]}"
+                l = f"{m.group(1)} = {'0x0' if v == 0 else zname[v]}"
             m = TIME.match(l)
             if m and m.group(2) != "Thu Jan 01 00:00:00 UTC 1970":
                 l = f"{m.group(1)} = <time>"
@@ -216,6 +219,9 @@ def normalize(raw_path):
             if m:
                 l = "[" + ", ".join(sorted(m.group(1).split(", "))) + "]"
             out.append("  " + l)
+    order = [zname[v] for v in sorted(zname)]
+    for i in range(0, len(order), 16):
+        out.append("zxid order: " + " < ".join(order[i:i + 16]))
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// How long a connection may take to send its ConnectRequest
     /// (`zookeeper.nio.sessionlessCnxnTimeout`).
     pub sessionless_cnxn_timeout_ms: u64,
+    /// `secureClientPort` (and `secureClientPortAddress`): TLS for clients.
+    pub secure_client_addr: Option<SocketAddr>,
+    pub tls: TlsSettings,
     /// Keys present in the file that this version does not act on.
     pub unused_keys: Vec<String>,
 }
@@ -49,9 +52,32 @@ impl Default for ServerConfig {
             enforce_quota: false,
             container_check_interval_ms: 60_000,
             sessionless_cnxn_timeout_ms: 10_000,
+            secure_client_addr: None,
+            tls: TlsSettings::default(),
             unused_keys: Vec::new(),
         }
     }
+}
+
+/// ZooKeeper's `ssl.*` settings for the secure client port.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// `ssl.keyStore.location`: the server's private key and certificate chain (PEM).
+    pub key_store: Option<PathBuf>,
+    pub key_store_type: Option<String>,
+    /// `ssl.trustStore.location`: CA certificates that client certificates must chain to.
+    pub trust_store: Option<PathBuf>,
+    pub trust_store_type: Option<String>,
+    /// `ssl.clientAuth`: need (the default, as in ZooKeeper), want or none.
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    #[default]
+    Need,
+    Want,
+    None,
 }
 
 /// The embedded default `ferrozk server` starts with when given no file.
@@ -82,7 +108,7 @@ const KNOWN_UNUSED: &[&str] = &[
     "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
     "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
     "metricsProvider.httpPort", "metricsProvider.httpHost", "metricsProvider.exportJvmInfo",
-    "secureClientPort", "secureClientPortAddress", "serverCnxnFactory", "authProvider.1",
+    "authProvider.1",
     "snapSizeLimitInKb", "maxCnxns", "clientPortListenBacklog",
 ];
 
@@ -115,6 +141,8 @@ impl ServerConfig {
         let mut c = ServerConfig::default();
         let mut client_port: Option<u16> = None;
         let mut client_ip: Option<IpAddr> = None;
+        let mut secure_port: Option<u16> = None;
+        let mut secure_ip: Option<IpAddr> = None;
         let mut seen = BTreeMap::new();
         for (line, key, value) in parse_properties(text) {
             let bad = |what: &str| {
@@ -166,6 +194,25 @@ impl ServerConfig {
                 "readonlymode.enabled" => c.read_only_mode = boolean(&value)?,
                 "enforceQuota" => c.enforce_quota = boolean(&value)?,
                 "znode.container.checkIntervalMs" => c.container_check_interval_ms = num(&value)?.max(1),
+                "secureClientPort" => {
+                    secure_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?)
+                }
+                "secureClientPortAddress" => {
+                    secure_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?)
+                }
+                "ssl.keyStore.location" => c.tls.key_store = Some(PathBuf::from(&value)),
+                "ssl.keyStore.type" => c.tls.key_store_type = Some(value.clone()),
+                "ssl.trustStore.location" => c.tls.trust_store = Some(PathBuf::from(&value)),
+                "ssl.trustStore.type" => c.tls.trust_store_type = Some(value.clone()),
+                "ssl.clientAuth" => {
+                    c.tls.client_auth = match value.to_ascii_lowercase().as_str() {
+                        "need" | "true" => ClientAuth::Need,
+                        "want" => ClientAuth::Want,
+                        "none" | "false" => ClientAuth::None,
+                        _ => return Err(bad("expected need, want or none")),
+                    }
+                }
+                "serverCnxnFactory" | "ssl.keyStore.password" | "ssl.trustStore.password" => {}
                 "nio.sessionlessCnxnTimeout" => c.sessionless_cnxn_timeout_ms = num(&value)?.max(1),
                 k if k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.") => {
                     c.unused_keys.push(key.clone())
@@ -182,6 +229,12 @@ impl ServerConfig {
         }
         let port = client_port.ok_or_else(|| ConfigError(format!("{origin}: clientPort is not set")))?;
         c.client_addr = SocketAddr::new(client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+        if let Some(p) = secure_port {
+            c.secure_client_addr = Some(SocketAddr::new(secure_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), p));
+            if c.tls.key_store.is_none() {
+                return Err(ConfigError(format!("{origin}: secureClientPort needs ssl.keyStore.location")));
+            }
+        }
         if let (Some(min), Some(max)) = (c.min_session_timeout, c.max_session_timeout) {
             if min > max {
                 return Err(ConfigError(format!(

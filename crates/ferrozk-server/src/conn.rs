@@ -15,9 +15,9 @@ use ferrozk_proto::codes::{op, xid};
 use ferrozk_proto::frame::{check_frame, write_frame, FrameCheck};
 use ferrozk_proto::*;
 use ferrozk_tree::{acl, Applied, TxnOp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{ConnEntry, ConnId, Latency, Out, Shared, Tracked};
@@ -31,8 +31,8 @@ enum Slot {
     Close,
 }
 
-struct FrameReader {
-    rd: OwnedReadHalf,
+struct FrameReader<R> {
+    rd: R,
     buf: BytesMut,
     max: usize,
 }
@@ -43,7 +43,7 @@ enum ReadError {
     Io,
 }
 
-impl FrameReader {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn fill(&mut self) -> Result<(), ReadError> {
         match self.rd.read_buf(&mut self.buf).await {
             Ok(0) => Err(ReadError::Eof),
@@ -67,8 +67,8 @@ impl FrameReader {
     }
 }
 
-/// Serves one accepted connection to its end.
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection to its end (through TLS first, on the secure port).
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let max = shared.config.max_client_cnxns;
     {
@@ -80,14 +80,27 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         }
         *n += 1;
     }
-    let (rd, mut wr) = stream.into_split();
-    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: shared.config.jute_max_buffer };
-    let conn_id = shared.next_conn_id();
-    let handshake = tokio::time::timeout(Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms), handshake(&shared, &mut reader, &mut wr, conn_id, peer)).await;
-    match handshake {
-        Ok(Some(session)) => run_session(shared.clone(), reader, wr, conn_id, peer, session).await,
-        Ok(None) => {}
-        Err(_) => tracing::debug!(%peer, "closing connection that sent no handshake"),
+    let sessionless = Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms);
+    match tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            serve_io(&shared, rd, wr, peer, None).await;
+        }
+        Some(acceptor) => match tokio::time::timeout(sessionless, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => {
+                let x509 = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(crate::tls::subject_of)
+                    .map(|dn| acl::id("x509", &dn));
+                let (rd, wr) = tokio::io::split(tls_stream);
+                serve_io(&shared, rd, wr, peer, x509).await;
+            }
+            Ok(Err(e)) => tracing::warn!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
     }
     let mut core = shared.lock();
     if let Some(n) = core.per_ip.get_mut(&peer.ip()) {
@@ -98,6 +111,24 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// `x509`: the identity a TLS client certificate gave the connection.
+async fn serve_io<R, W>(shared: &Arc<Shared>, rd: R, mut wr: W, peer: SocketAddr, x509: Option<Id>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: shared.config.jute_max_buffer };
+    let conn_id = shared.next_conn_id();
+    let sessionless = Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms);
+    let mut auth = vec![acl::id("ip", &peer.ip().to_string())];
+    auth.extend(x509);
+    match tokio::time::timeout(sessionless, handshake(shared, &mut reader, &mut wr, conn_id, peer, &auth)).await {
+        Ok(Some(session)) => run_session(shared.clone(), reader, wr, conn_id, peer, session, auth).await,
+        Ok(None) => {}
+        Err(_) => tracing::debug!(%peer, "closing connection that sent no handshake"),
+    }
+}
+
 struct Established {
     session: i64,
     out_rx: mpsc::UnboundedReceiver<Out>,
@@ -105,12 +136,13 @@ struct Established {
 
 /// Reads the ConnectRequest (or a four-letter word) and answers it. `Some` when a session is
 /// now attached to this connection.
-async fn handshake(
+async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
-    reader: &mut FrameReader,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    reader: &mut FrameReader<R>,
+    wr: &mut W,
     conn_id: ConnId,
     peer: SocketAddr,
+    auth: &[Id],
 ) -> Option<Established> {
     while reader.buf.len() < 4 {
         reader.fill().await.ok()?;
@@ -196,7 +228,7 @@ async fn handshake(
             ConnEntry {
                 peer,
                 session,
-                auth: vec![acl::id("ip", &peer.ip().to_string())],
+                auth: auth.to_vec(),
                 out: out_tx,
                 established: SystemTime::now(),
                 received: 1,
@@ -238,20 +270,24 @@ fn drop_conn(shared: &Shared, conn_id: ConnId) {
     core.watches.remove_watcher(conn_id);
 }
 
-async fn run_session(
+async fn run_session<R, W>(
     shared: Arc<Shared>,
-    mut reader: FrameReader,
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut reader: FrameReader<R>,
+    wr: W,
     conn_id: ConnId,
     peer: SocketAddr,
     est: Established,
-) {
+    auth: Vec<Id>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let session = est.session;
     let (slot_tx, slot_rx) = mpsc::unbounded_channel::<Slot>();
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
     let processor = tokio::spawn(process_loop(shared.clone(), slot_rx, conn_id, session));
-    let mut auth = Arc::new(vec![acl::id("ip", &peer.ip().to_string())]);
+    let mut auth = Arc::new(auth);
     loop {
         let frame = tokio::select! {
             f = reader.next_frame() => f,
@@ -418,8 +454,8 @@ fn count_sent(shared: &Shared, conn_id: ConnId, at: Option<Instant>, opname: &'s
     }
 }
 
-async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::UnboundedReceiver<Out>,
     closed: oneshot::Sender<()>,
 ) {

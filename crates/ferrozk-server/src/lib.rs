@@ -14,6 +14,7 @@ mod conn;
 mod core;
 pub mod fourlw;
 mod ops;
+mod tls;
 
 /// The request path without the network, for the fuzzer: frames in, tree changed, replies
 /// encoded. Not a stable API.
@@ -169,22 +170,32 @@ impl ServerBuilder {
         })?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
-        let accept_shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        tokio::spawn(conn::serve(accept_shared.clone(), stream, peer));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
         tracing::info!(addr = %bound, "serving clients");
-        Ok(Server { shared, tasks, bound, committer: Some(committer) })
+        let mut secure_bound = None;
+        if let Some(addr) = shared.config.secure_client_addr {
+            let acceptor = tls::acceptor(&shared.config.tls).map_err(std::io::Error::other)?;
+            let listener = TcpListener::bind(addr).await?;
+            let at = listener.local_addr()?;
+            secure_bound = Some(at);
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, Some(acceptor))));
+            tracing::info!(addr = %at, "serving TLS clients");
+        }
+        Ok(Server { shared, tasks, bound, secure_bound, committer: Some(committer) })
+    }
+}
+
+async fn accept_loop(shared: Arc<core::Shared>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(conn::serve(shared.clone(), stream, peer, tls.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 
@@ -193,6 +204,7 @@ pub struct Server {
     shared: Arc<core::Shared>,
     tasks: Vec<JoinHandle<()>>,
     bound: SocketAddr,
+    secure_bound: Option<SocketAddr>,
     committer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -210,6 +222,11 @@ impl Server {
     pub fn connect_string(&self) -> String {
         let ip = if self.bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.bound.ip().to_string() };
         format!("{ip}:{}", self.bound.port())
+    }
+
+    /// The TLS client address, when `secureClientPort` is set.
+    pub fn secure_client_addr(&self) -> Option<SocketAddr> {
+        self.secure_bound
     }
 
     pub fn config(&self) -> &ServerConfig {

@@ -28,7 +28,7 @@ pub fn digest(user_password: &str) -> String {
 
 /// Whether `scheme` has a server-side provider here (`ProviderRegistry`).
 pub fn known_scheme(scheme: &str) -> bool {
-    matches!(scheme, "digest" | "ip")
+    matches!(scheme, "digest" | "ip" | "x509")
 }
 
 /// The length of Java's `String.split` result, which drops trailing empty strings.
@@ -46,6 +46,8 @@ fn valid_id(scheme: &str, id: &str) -> bool {
     match scheme {
         "digest" => java_split_len(id, ':') == 2,
         "ip" => parse_ip_spec(id).is_some(),
+        // An X.500 name: at least one attribute=value.
+        "x509" => id.contains('='),
         _ => false,
     }
 }
