@@ -140,11 +140,10 @@ def data_key(b):
 class Backend:
     """One server under test plus everything needed to normalise its answers."""
 
-    def __init__(self, name, host, port, log):
+    def __init__(self, name, host, port):
         self.name = name
         self.host = host
         self.port = port
-        self.log = log
         self.sessions = [None] * len(SLOTS)
         self.gen = [0] * len(SLOTS)
         self.creds = [list(c) for _, c in SLOTS]
@@ -272,19 +271,19 @@ class Backend:
                 out[i].append(reattach(self, i))
         return out
 
-    def dump_tree(self, normalise=True):
+    def dump_tree(self):
         """Walk the whole tree as super on a session of its own. Returns
-        {path: {data, stat, acl, children, ...}} (normalised if asked)."""
+        {path: {data, stat, acl, aclStat, children, childrenStat}}, normalised."""
         s = zw.Session(self.host, self.port, timeout_ms=30000)
         try:
             rep = s.add_auth("digest", b"super:test")
             if rep.err != 0:
                 raise Implausible("%s: digest auth as super failed: %s" % (self.name, errname(rep.err)))
-            return self._dump(s, normalise)
+            return self._dump(s)
         finally:
             s.close()
 
-    def _dump(self, s, normalise):
+    def _dump(self, s):
         out = {}
         stack = ["/"]
         while stack:
@@ -296,17 +295,14 @@ class Backend:
             ra = s.call(zw.GET_ACL, zw.enc_path(p))
             rc = s.call(zw.GET_CHILDREN2, zw.enc_path_watch(p, False))
             kids = sorted(rc.body["children"]) if rc.err == 0 else []
-            if normalise:
-                out[p] = {
-                    "data": data_key(rd.body["data"]),
-                    "stat": self.stat(rd.body["stat"], "dump " + p),
-                    "acl": ra.body["acl"] if ra.err == 0 else errname(ra.err),
-                    "aclStat": self.stat(ra.body["stat"], "dump " + p) if ra.err == 0 else None,
-                    "children": kids,
-                    "childrenStat": self.stat(rc.body["stat"], "dump " + p) if rc.err == 0 else None,
-                }
-            else:
-                out[p] = (rd.body, ra.body, rc.body)
+            out[p] = {
+                "data": data_key(rd.body["data"]),
+                "stat": self.stat(rd.body["stat"], "dump " + p),
+                "acl": ra.body["acl"] if ra.err == 0 else errname(ra.err),
+                "aclStat": self.stat(ra.body["stat"], "dump " + p) if ra.err == 0 else None,
+                "children": kids,
+                "childrenStat": self.stat(rc.body["stat"], "dump " + p) if rc.err == 0 else None,
+            }
             for k in kids:
                 stack.append(("/" + k) if p == "/" else (p + "/" + k))
         return out
@@ -481,7 +477,7 @@ class Gen:
         opcode = r.choice([zw.CREATE, zw.CREATE2, zw.CREATE_CONTAINER, zw.CREATE_TTL])
         flags = r.choice([0, 1, 2, 3, 4, 5, 6, 7, -1, 99])
         ttl = r.choice(TTL_SHORT + TTL_LONG) if opcode == zw.CREATE_TTL else None
-        if opcode != zw.CREATE_TTL and not self.on("container") and flags == 4:
+        if not self.on("container") and flags == 4:
             flags = 0
         if opcode == zw.CREATE_CONTAINER and not self.on("container"):
             opcode = zw.CREATE2
@@ -1093,7 +1089,7 @@ class Runner:
         self.log("watch events delivered: " + ", ".join(
             "%s=%d" % (evnames.get(k, k), v) for k, v in sorted(self.events.items())))
 
-    def eligible(self, dump, now_ms):
+    def eligible(self, dump):
         """Nodes ZooKeeper's reaper would delete now (given what we created)."""
         out = []
         for p, node in dump.items():
@@ -1118,7 +1114,7 @@ class Runner:
         time.sleep(TTL_SETTLE_MS / 1000.0)   # every short TTL has expired
         self.a.close_all()
         self.b.close_all()
-        before = self.eligible(dump, 0)
+        before = self.eligible(dump)
         self.log("reap phase: restarting both servers with a %d ms container check interval; "
                  "%d nodes eligible now (more may follow as parents empty)"
                  % (self.args.reap_interval_ms, len(before)))
@@ -1129,7 +1125,7 @@ class Runner:
         while time.time() < deadline:
             time.sleep(max(0.25, self.args.reap_interval_ms / 1000.0 / 2))
             ta, tb = self.both(lambda be: be.dump_tree(), -1, None, "dump")
-            if not self.eligible(ta, 0) and not self.eligible(tb, 0) and ta == tb:
+            if not self.eligible(ta) and not self.eligible(tb) and ta == tb:
                 if prev == ta:
                     settled = True
                     break
@@ -1138,8 +1134,8 @@ class Runner:
                 prev = None
         if not settled:
             self.log("reap phase: not settled after %.0fs (eligible on %s: %s; on %s: %s)"
-                     % (self.args.reap_timeout, self.a.name, self.eligible(ta, 0)[:10],
-                        self.b.name, self.eligible(tb, 0)[:10]))
+                     % (self.args.reap_timeout, self.a.name, self.eligible(ta)[:10],
+                        self.b.name, self.eligible(tb)[:10]))
         self.compare_trees(-1, "after reaping")
         self.log("reap phase: done in %.1fs; %d nodes before, %d after" % (
             time.time() - t0, len(dump), len(ta or {})))
@@ -1232,7 +1228,7 @@ def main(argv=None):
     t0 = time.time()
     try:
         start_all(3600 * 1000)
-        backends = [Backend(n, h, p, print) for n, h, p in endpoints]
+        backends = [Backend(n, h, p) for n, h, p in endpoints]
         runner = Runner(args, backends, restart_cb=restart_all if len(procs) == 2 else None)
         try:
             runner.run()

@@ -15,8 +15,9 @@ zkCli's usage text (printed for each marker), connection-state events (type:None
 than the epoch, session ids (ephemeralOwner, mapped to S1, S2, ... in order of appearance) and
 zxids (mapped to Z1, Z2, ... in order of first appearance, 0x0 kept; "zxid order" lines at the
 end list the names in numeric order, so equality and order of zxids are both checked). Within one command's block, watch events are moved after the command's own output (their
-relative order is kept). getEphemerals lists and whoami's auth ids come from Java HashSets on
-Apache, so they are sorted.
+relative order is kept). getEphemerals lists, whoami's auth ids and getAcl entries of one scheme
+(an "auth::" ACL expanded into the session's ids) come from Java HashSets on Apache, so they are
+sorted.
 """
 import os
 import re
@@ -141,6 +142,25 @@ OWNER = re.compile(r"^ephemeralOwner = 0x([0-9a-f]+)$")
 EPHEMERALS = re.compile(r"^\[(/.*)\]$")
 
 
+def sort_same_scheme_acl_runs(body):
+    """getAcl prints each entry as "'scheme,'id" and ": perms". Entries of one scheme that follow
+    each other are sorted: Apache expands an "auth::" ACL into the session's ids in Java HashSet
+    order. The order of entries of different schemes is still compared."""
+    entries, rest, i = [], [], 0
+    while i + 1 < len(body) and body[i].startswith("'") and body[i + 1].startswith(": "):
+        entries.append((body[i], body[i + 1]))
+        i += 2
+    rest = body[i:]
+    out, run = [], []
+    for e in entries + [None]:
+        if run and (e is None or e[0].split(",", 1)[0] != run[0][0].split(",", 1)[0]):
+            out.extend(sorted(run))
+            run = []
+        if e is not None:
+            run.append(e)
+    return [l for e in out for l in e] + rest
+
+
 def normalize(raw_path):
     cmds = {}
     with open(raw_path + ".cmds") as f:
@@ -197,6 +217,8 @@ def normalize(raw_path):
     for n, b in blocks:
         out.append("> " + (cmds.get(n, "?") if n is not None else "(after the last command)"))
         body = [l for l in b if not EVENT.match(l)] + [l for l in b if EVENT.match(l)]
+        if n is not None and re.match(r"getAcl\b", cmds.get(n, "")):
+            body = sort_same_scheme_acl_runs(body)
         if body and body[0] == "Auth scheme: User":
             # whoami: Apache lists the session's auth ids from a Java HashSet; compare as a set
             k = 1

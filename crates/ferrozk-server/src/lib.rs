@@ -147,6 +147,13 @@ impl ServerBuilder {
         self
     }
 
+    /// How often empty containers and expired TTL nodes are removed
+    /// (`znode.container.checkIntervalMs`).
+    pub fn container_check_interval_ms(mut self, ms: u64) -> Self {
+        self.config.container_check_interval_ms = ms.max(1);
+        self
+    }
+
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
     }

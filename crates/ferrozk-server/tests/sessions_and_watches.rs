@@ -186,3 +186,42 @@ fn a_restart_keeps_data_zxids_and_sessions() {
     let (_, st) = c.create("/after", b"", 0).unwrap();
     assert!(st.czxid > before.pzxid, "zxids continue after a restart");
 }
+
+#[test]
+fn empty_containers_and_expired_ttl_nodes_are_reaped() {
+    let s = TestServer::start(|b| b.extended_types(true).container_check_interval_ms(100));
+    let mut c = Client::connect(s.addr);
+    let container = CreateRequest { path: "/box".into(), data: None, acl: open_acl(), flags: 4 };
+    let (h, _) = c.call(&Request::Create(op::CREATE_CONTAINER, container));
+    assert_eq!(h.err, 0);
+    assert_eq!(c.exists("/box", false).unwrap().ephemeral_owner, i64::MIN);
+    let ttl = |path: &str, ttl: i64| CreateTtlRequest { path: path.into(), data: None, acl: open_acl(), flags: 5, ttl };
+    let (h, body) = c.call(&Request::CreateTtl(ttl("/short", 200)));
+    assert_eq!(h.err, 0);
+    let st = Create2Response::decode(&mut Reader::new(&body)).unwrap().stat;
+    assert_eq!(st.ephemeral_owner, (0xffu64 << 56) as i64 | 200);
+    assert_eq!(c.call(&Request::CreateTtl(ttl("/bad", 0))).0.err, ErrorCode::BadArguments.code());
+    // A never-used container stays; once it had a child and lost it, it goes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(c.exists("/box", false).is_ok());
+    assert_eq!(c.exists("/short", false), Err(ErrorCode::NoNode), "TTL node expired");
+    c.create("/box/item", b"", 0).unwrap();
+    c.delete("/box/item", -1).unwrap();
+    let mut gone = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        if c.exists("/box", false) == Err(ErrorCode::NoNode) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "empty container was not reaped");
+}
+
+#[test]
+fn ttl_nodes_need_extended_types() {
+    let s = TestServer::start(|b| b);
+    let mut c = Client::connect(s.addr);
+    let req = CreateTtlRequest { path: "/t".into(), data: None, acl: open_acl(), flags: 5, ttl: 1000 };
+    assert_eq!(c.call(&Request::CreateTtl(req)).0.err, ErrorCode::Unimplemented.code());
+}
