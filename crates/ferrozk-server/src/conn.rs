@@ -184,7 +184,17 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         rx.await.ok()?;
         (id, passwd)
     } else {
-        let known = shared.lock().tree.session(req.session_id).map(|s| s.passwd.clone());
+        let known = {
+            let core = shared.lock();
+            // As ZooKeeper does, the session's current connection is closed on any re-attach
+            // attempt, before the password is checked.
+            if let Some(owner) = core.sessions.get(&req.session_id).and_then(|t| t.owner) {
+                if let Some(c) = core.conns.get(&owner) {
+                    let _ = c.out.send(Out::Close);
+                }
+            }
+            core.tree.session(req.session_id).map(|s| s.passwd.clone())
+        };
         match known {
             Some(p) if Some(&p) == req.passwd.as_ref() => (req.session_id, p),
             _ => {
@@ -324,7 +334,7 @@ async fn run_session<R, W>(
         match &req {
             Request::Auth(a) => {
                 let zxid = 0;
-                match authenticate(&shared, a) {
+                match authenticate(&shared, a, peer) {
                     Some(ids) => {
                         let mut list = (*auth).clone();
                         for id in ids {
@@ -375,10 +385,11 @@ async fn run_session<R, W>(
     }
 }
 
-/// Digest auth adds `digest:user:hash` (and `super` for the configured super user); an unknown
-/// scheme fails, which closes the connection as in ZooKeeper.
-fn authenticate(shared: &Shared, a: &AuthPacket) -> Option<Vec<Id>> {
+/// Digest auth adds `digest:user:hash` (and `super` for the configured super user), ip auth
+/// the client's address; an unknown scheme fails, which closes the connection as in ZooKeeper.
+fn authenticate(shared: &Shared, a: &AuthPacket, peer: SocketAddr) -> Option<Vec<Id>> {
     match a.scheme.as_str() {
+        "ip" => Some(vec![acl::id("ip", &peer.ip().to_string())]),
         "digest" => {
             let text = String::from_utf8_lossy(a.auth.as_deref().unwrap_or_default()).into_owned();
             let digest = acl::digest(&text);

@@ -176,7 +176,11 @@ impl Shared {
 }
 
 fn new_tree(config: &ServerConfig) -> DataTree {
-    DataTree::new(TreeConfig { ttl_enabled: config.extended_types_enabled, enforce_quota: config.enforce_quota })
+    DataTree::new(TreeConfig {
+        ttl_enabled: config.extended_types_enabled,
+        enforce_quota: config.enforce_quota,
+        x509_enabled: config.secure_client_addr.is_some(),
+    })
 }
 
 impl Core {

@@ -23,28 +23,33 @@ fn acl_of(v: &[Acl]) -> Vec<Acl> {
     v.to_vec()
 }
 
-fn multi_op_to_txn(o: &MultiOp) -> Option<TxnOp> {
-    Some(match o {
-        MultiOp::Create(code, r) => TxnOp::Create {
-            opcode: *code,
-            path: r.path.clone(),
-            data: r.data.clone(),
-            acl: acl_of(&r.acl),
-            flags: r.flags,
-            ttl: -1,
-        },
-        MultiOp::CreateTtl(r) => TxnOp::Create {
-            opcode: op::CREATE_TTL,
-            path: r.path.clone(),
-            data: r.data.clone(),
-            acl: acl_of(&r.acl),
-            flags: r.flags,
-            ttl: r.ttl,
-        },
+/// Inside a multi the flags, not the sub-op's opcode, decide what is created (ZooKeeper
+/// rebuilds each op with `Op.create`): 4 makes a container, 5/6 a TTL node (only from a
+/// createTTL sub-op; from a plain create ZooKeeper fails the whole multi), anything else a
+/// plain or ephemeral node answered as `create`.
+fn multi_create(r: &CreateRequest, ttl: Option<i64>) -> Result<TxnOp, ErrorCode> {
+    let mode = CreateMode::from_flag(r.flags).unwrap_or(CreateMode::Persistent);
+    let (opcode, ttl) = if mode.is_ttl() {
+        (op::CREATE_TTL, ttl.ok_or(ErrorCode::MarshallingError)?)
+    } else if mode.is_container() {
+        (op::CREATE_CONTAINER, -1)
+    } else {
+        (op::CREATE, -1)
+    };
+    Ok(TxnOp::Create { opcode, path: r.path.clone(), data: r.data.clone(), acl: acl_of(&r.acl), flags: r.flags, ttl })
+}
+
+fn multi_op_to_txn(o: &MultiOp) -> Result<TxnOp, ErrorCode> {
+    Ok(match o {
+        MultiOp::Create(_, r) => multi_create(r, None)?,
+        MultiOp::CreateTtl(r) => {
+            let as_create = CreateRequest { path: r.path.clone(), data: r.data.clone(), acl: r.acl.clone(), flags: r.flags };
+            multi_create(&as_create, Some(r.ttl))?
+        }
         MultiOp::Delete(r) => TxnOp::Delete { path: r.path.clone(), version: r.version },
         MultiOp::SetData(r) => TxnOp::SetData { path: r.path.clone(), data: r.data.clone(), version: r.version },
         MultiOp::Check(r) => TxnOp::Check { path: r.path.clone(), version: r.version },
-        MultiOp::GetChildren(_) | MultiOp::GetData(_) => return None,
+        MultiOp::GetChildren(_) | MultiOp::GetData(_) => return Err(ErrorCode::MarshallingError),
     })
 }
 
@@ -72,9 +77,10 @@ pub fn write_txn(req: &Request) -> Option<TxnOp> {
         Request::SetAcl(r) => TxnOp::SetAcl { path: r.path.clone(), acl: acl_of(&r.acl), version: r.version },
         Request::Check(r) => TxnOp::Check { path: r.path.clone(), version: r.version },
         Request::Multi(m) => {
-            let ops: Option<Vec<TxnOp>> = m.ops.iter().map(multi_op_to_txn).collect();
-            // ZooKeeper refuses a multi that mixes reads into a transaction.
-            ops.map(TxnOp::Multi).unwrap_or(TxnOp::Error(ErrorCode::MarshallingError))
+            // A multi ZooKeeper cannot even prepare (reads mixed in, TTL flags on a plain
+            // create) fails whole with MARSHALLINGERROR, still taking a zxid.
+            let ops: Result<Vec<TxnOp>, ErrorCode> = m.ops.iter().map(multi_op_to_txn).collect();
+            ops.map(TxnOp::Multi).unwrap_or_else(TxnOp::Error)
         }
         Request::CloseSession => TxnOp::CloseSession,
         // Dynamic reconfig needs an ensemble; standalone refuses it as ZooKeeper does.
@@ -220,11 +226,10 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
             let mut results = Vec::with_capacity(m.ops.len());
             for o in &m.ops {
                 let res = match o {
-                    MultiOp::GetData(r) => {
-                        get_data(core, ctx, &r.path, r.watch).map(|(d, s)| OpResult::GetData(d, s))
-                    }
+                    // ZooKeeper ignores the sub-ops' watch flags here.
+                    MultiOp::GetData(r) => get_data(core, ctx, &r.path, false).map(|(d, s)| OpResult::GetData(d, s)),
                     MultiOp::GetChildren(r) => {
-                        get_children(core, ctx, &r.path, r.watch).map(|(c, _)| OpResult::GetChildren(c))
+                        get_children(core, ctx, &r.path, false).map(|(c, _)| OpResult::GetChildren(c))
                     }
                     _ => return Err(ErrorCode::MarshallingError),
                 };

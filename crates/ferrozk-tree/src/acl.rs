@@ -26,8 +26,9 @@ pub fn digest(user_password: &str) -> String {
     format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
-/// Whether `scheme` has a server-side provider here (`ProviderRegistry`).
-pub fn known_scheme(scheme: &str) -> bool {
+/// Whether `scheme` has a server-side provider here (`ProviderRegistry`); `x509` only where TLS
+/// clients are served.
+fn known_scheme(scheme: &str) -> bool {
     matches!(scheme, "digest" | "ip" | "x509")
 }
 
@@ -42,12 +43,12 @@ fn java_split_len(s: &str, sep: char) -> usize {
 }
 
 /// `ServerAuthenticationProvider.isValid` for an ACL id of `scheme`.
-fn valid_id(scheme: &str, id: &str) -> bool {
+fn valid_id(scheme: &str, id: &str, x509: bool) -> bool {
     match scheme {
         "digest" => java_split_len(id, ':') == 2,
         "ip" => parse_ip_spec(id).is_some(),
         // An X.500 name: at least one attribute=value.
-        "x509" => id.contains('='),
+        "x509" => x509 && id.contains('='),
         _ => false,
     }
 }
@@ -59,7 +60,7 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
 
 /// `PrepRequestProcessor.fixupACL`: drops duplicates, rejects malformed ids, and expands `auth`
 /// into the requester's authenticated identities.
-pub fn fixup_acl(auth: &[Id], acls: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
+pub fn fixup_acl(auth: &[Id], acls: &[Acl], x509: bool) -> Result<Vec<Acl>, ErrorCode> {
     let mut uniq: Vec<&Acl> = Vec::new();
     for a in acls {
         if !uniq.contains(&a) {
@@ -87,7 +88,7 @@ pub fn fixup_acl(auth: &[Id], acls: &[Acl]) -> Result<Vec<Acl>, ErrorCode> {
             if !any {
                 return Err(ErrorCode::InvalidAcl);
             }
-        } else if !valid_id(&a.id.scheme, &a.id.id) {
+        } else if !valid_id(&a.id.scheme, &a.id.id, x509) {
             return Err(ErrorCode::InvalidAcl);
         } else {
             out.push(a.clone());
@@ -133,10 +134,8 @@ fn parse_ip_spec(spec: &str) -> Option<(Vec<u8>, usize)> {
         Some((a, b)) => (a, Some(b.parse::<usize>().ok()?)),
         None => (spec, None),
     };
-    let bytes: Vec<u8> = match addr.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
+    // IPv4 only, as ZooKeeper 3.8's IPAuthenticationProvider.
+    let bytes: Vec<u8> = addr.parse::<std::net::Ipv4Addr>().ok()?.octets().to_vec();
     let max = bytes.len() * 8;
     let bits = bits.unwrap_or(max);
     if bits > max {
@@ -189,14 +188,14 @@ mod tests {
     #[test]
     fn fixup_expands_auth_and_rejects_bad_ids() {
         let auth_acl = vec![Acl { perms: perms::ALL, id: id("auth", "") }];
-        assert_eq!(fixup_acl(&[id("ip", "127.0.0.1")], &auth_acl), Err(ErrorCode::InvalidAcl));
+        assert_eq!(fixup_acl(&[id("ip", "127.0.0.1")], &auth_acl, false), Err(ErrorCode::InvalidAcl));
         let me = vec![id("ip", "127.0.0.1"), id("digest", "u:x")];
-        assert_eq!(fixup_acl(&me, &auth_acl).unwrap(), vec![Acl { perms: perms::ALL, id: id("digest", "u:x") }]);
-        assert!(fixup_acl(&me, &[]).is_err());
-        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("ip", "300.1.1.1") }]).is_err());
-        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "nocolon") }]).is_err());
-        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("foo", "bar") }]).is_err());
-        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "u:") }]).is_err());
-        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("world", "someone") }]).is_err());
+        assert_eq!(fixup_acl(&me, &auth_acl, false).unwrap(), vec![Acl { perms: perms::ALL, id: id("digest", "u:x") }]);
+        assert!(fixup_acl(&me, &[], false).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("ip", "300.1.1.1") }], false).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "nocolon") }], false).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("foo", "bar") }], false).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("digest", "u:") }], false).is_err());
+        assert!(fixup_acl(&me, &[Acl { perms: 1, id: id("world", "someone") }], false).is_err());
     }
 }

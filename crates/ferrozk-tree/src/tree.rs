@@ -61,9 +61,11 @@ impl Node {
             ctime: s.ctime,
             mtime: s.mtime,
             version: s.version,
-            cversion: s.cversion,
+            // The stored cversion counts creates (it names sequential children); clients see
+            // creates plus deletes, which is 2 * creates - children (`DataNode.copyStat`).
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(self.children.len() as i32),
             aversion: s.aversion,
-            ephemeral_owner: s.ephemeral_owner,
+            ephemeral_owner: client_visible_owner(s.ephemeral_owner),
             data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
             num_children: self.children.len() as i32,
             pzxid: s.pzxid,
@@ -72,6 +74,16 @@ impl Node {
 
     pub fn data_len(&self) -> i64 {
         self.data.as_ref().map_or(0, |d| d.len() as i64)
+    }
+}
+
+/// Clients see the owner of ephemerals only; containers and TTL nodes show 0
+/// (`DataNode.getClientEphemeralOwner`).
+fn client_visible_owner(owner: i64) -> i64 {
+    if owner == CONTAINER_OWNER || owner & EXTENDED_MASK == EXTENDED_MASK {
+        0
+    } else {
+        owner
     }
 }
 
@@ -89,6 +101,8 @@ pub struct TreeConfig {
     pub ttl_enabled: bool,
     /// `enforceQuota`: hard quotas refuse writes with QUOTAEXCEEDED.
     pub enforce_quota: bool,
+    /// TLS clients are served, so the `x509` scheme is known for ACLs.
+    pub x509_enabled: bool,
 }
 
 /// A change that may fire watches: the path, what happened, and the ACL that decides who may
@@ -185,8 +199,9 @@ impl DataTree {
         self.last_zxid
     }
 
+    /// The node at `path`; "" names the root too, as in ZooKeeper.
     pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(if path.is_empty() { "/" } else { path })
     }
 
     pub fn node_count(&self) -> usize {
@@ -394,6 +409,9 @@ impl DataTree {
             }
         } else if ttl >= 0 {
             return Err(ErrorCode::BadArguments);
+        } else if opcode == op::CREATE_TTL {
+            // ZooKeeper cannot encode a TTL node without a TTL and fails in preparation.
+            return Err(ErrorCode::MarshallingError);
         }
         if mode.is_ephemeral() && !self.sessions.contains_key(&ctx.session) {
             return Err(ErrorCode::SessionExpired);
@@ -403,7 +421,7 @@ impl DataTree {
         }
         let (parent, _) = path::split(req_path).ok_or(ErrorCode::BadArguments)?;
         let parent = path::parent_key(parent).to_string();
-        let acl_list = acl::fixup_acl(ctx.auth, acl_in)?;
+        let acl_list = acl::fixup_acl(ctx.auth, acl_in, self.config.x509_enabled)?;
         let parent_node = self.nodes.get(&parent).ok_or(ErrorCode::NoNode)?;
         acl::check(&parent_node.acl, perms::CREATE, ctx.auth)?;
         let parent_cversion = parent_node.stat.cversion;
@@ -563,7 +581,7 @@ impl DataTree {
         if !path::is_valid(p) {
             return Err(ErrorCode::BadArguments);
         }
-        let acl_list = acl::fixup_acl(ctx.auth, acl_in)?;
+        let acl_list = acl::fixup_acl(ctx.auth, acl_in, self.config.x509_enabled)?;
         let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
         acl::check(&node.acl, perms::ADMIN, ctx.auth)?;
         let new_version = Self::check_version(node.stat.aversion, version)?;
