@@ -246,7 +246,7 @@ impl Client {
     async fn call(
         &self,
         opcode: i32,
-        body: &dyn Encode,
+        body: &(dyn Encode + Sync),
         watch: Option<(WatchKind, String, Watcher)>,
     ) -> Result<(ReplyHeader, Vec<u8>), ErrorCode> {
         let mut buf = Vec::new();
@@ -258,7 +258,7 @@ impl Client {
         rx.await.map_err(|_| ErrorCode::ConnectionLoss)?
     }
 
-    async fn ok_call(&self, opcode: i32, body: &dyn Encode, watch: Option<(WatchKind, String, Watcher)>) -> Result<Vec<u8>, ErrorCode> {
+    async fn ok_call(&self, opcode: i32, body: &(dyn Encode + Sync), watch: Option<(WatchKind, String, Watcher)>) -> Result<Vec<u8>, ErrorCode> {
         let (h, body) = self.call(opcode, body, watch).await?;
         if h.err != 0 {
             return Err(ErrorCode::from_code(h.err).unwrap_or(ErrorCode::SystemError));
