@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod bench;
 use ferrozk_server::{Server, ServerBuilder, ServerConfig};
 
 #[derive(Parser)]
@@ -21,6 +23,8 @@ enum Command {
         /// Path to zoo.cfg.
         config: Option<PathBuf>,
     },
+    /// Load-tests a ZooKeeper-protocol server (ferrozk or Apache ZooKeeper).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server { config } => run_server(config),
+        Command::Bench(args) => run_bench(args),
     }
 }
 
@@ -72,6 +77,25 @@ fn run_server(path: Option<PathBuf>) -> ExitCode {
         Server::shutdown(server).await;
         ExitCode::SUCCESS
     })
+}
+
+fn run_bench(args: bench::BenchArgs) -> ExitCode {
+    let json = args.json;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match rt.block_on(bench::run(args)) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrozk bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {
