@@ -25,6 +25,12 @@ enum Command {
     },
     /// Load-tests a ZooKeeper-protocol server (ferrozk or Apache ZooKeeper).
     Bench(bench::BenchArgs),
+    /// A zkCli.sh-compatible shell: ferrozk cli [-server host:port[/chroot]] [-timeout ms] [command args...]
+    #[command(disable_help_flag = true)]
+    Cli {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server { config } => run_server(config),
         Command::Bench(args) => run_bench(args),
+        Command::Cli { args } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+            ExitCode::from(rt.block_on(ferrozk_cli::run(args)).clamp(0, 255) as u8)
+        }
     }
 }
 
