@@ -410,10 +410,10 @@ async fn process_loop(shared: Arc<Shared>, mut slots: mpsc::UnboundedReceiver<Sl
         None => return,
     };
     while let Some(slot) = slots.recv().await {
-        let (frame, at, opname, xid) = match slot {
+        let (frame, at, opname) = match slot {
             Slot::Immediate(f) => {
                 let _ = out.send(Out::Frame(f));
-                count_sent(&shared, conn_id, None, "NA", 0);
+                count_sent(&shared, conn_id, None, "NA");
                 continue;
             }
             Slot::Close => {
@@ -422,7 +422,7 @@ async fn process_loop(shared: Arc<Shared>, mut slots: mpsc::UnboundedReceiver<Sl
             }
             Slot::Write { xid, opcode, at, rx } => {
                 let Ok(applied) = rx.await else { break };
-                (write_reply(xid, opcode, &applied), at, op::name(opcode), xid)
+                (write_reply(xid, opcode, &applied), at, op::name(opcode))
             }
             Slot::Read { xid, at, req, auth } => {
                 let mut core = shared.lock();
@@ -439,15 +439,15 @@ async fn process_loop(shared: Arc<Shared>, mut slots: mpsc::UnboundedReceiver<Sl
                     Ok(body) => reply_frame(reply_xid, zxid, 0, body.as_deref()),
                     Err(e) => reply_frame(reply_xid, zxid, e.code(), None),
                 };
-                (frame, at, op::name(req.opcode()), xid)
+                (frame, at, op::name(req.opcode()))
             }
         };
         let _ = out.send(Out::Frame(frame));
-        count_sent(&shared, conn_id, Some(at), opname, xid);
+        count_sent(&shared, conn_id, Some(at), opname);
     }
 }
 
-fn count_sent(shared: &Shared, conn_id: ConnId, at: Option<Instant>, opname: &'static str, _xid: i32) {
+fn count_sent(shared: &Shared, conn_id: ConnId, at: Option<Instant>, opname: &'static str) {
     let mut core = shared.lock();
     core.stats.sent += 1;
     let zxid = core.tree.last_zxid();

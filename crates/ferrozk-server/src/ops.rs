@@ -19,10 +19,6 @@ pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> 
     out
 }
 
-fn acl_of(v: &[Acl]) -> Vec<Acl> {
-    v.to_vec()
-}
-
 /// Inside a multi the flags, not the sub-op's opcode, decide what is created (ZooKeeper
 /// rebuilds each op with `Op.create`): 4 makes a container, 5/6 a TTL node (only from a
 /// createTTL sub-op; from a plain create ZooKeeper fails the whole multi), anything else a
@@ -36,7 +32,7 @@ fn multi_create(r: &CreateRequest, ttl: Option<i64>) -> Result<TxnOp, ErrorCode>
     } else {
         (op::CREATE, -1)
     };
-    Ok(TxnOp::Create { opcode, path: r.path.clone(), data: r.data.clone(), acl: acl_of(&r.acl), flags: r.flags, ttl })
+    Ok(TxnOp::Create { opcode, path: r.path.clone(), data: r.data.clone(), acl: r.acl.clone(), flags: r.flags, ttl })
 }
 
 fn multi_op_to_txn(o: &MultiOp) -> Result<TxnOp, ErrorCode> {
@@ -60,7 +56,7 @@ pub fn write_txn(req: &Request) -> Option<TxnOp> {
             opcode: *code,
             path: r.path.clone(),
             data: r.data.clone(),
-            acl: acl_of(&r.acl),
+            acl: r.acl.clone(),
             flags: r.flags,
             ttl: -1,
         },
@@ -68,13 +64,13 @@ pub fn write_txn(req: &Request) -> Option<TxnOp> {
             opcode: op::CREATE_TTL,
             path: r.path.clone(),
             data: r.data.clone(),
-            acl: acl_of(&r.acl),
+            acl: r.acl.clone(),
             flags: r.flags,
             ttl: r.ttl,
         },
         Request::Delete(r) => TxnOp::Delete { path: r.path.clone(), version: r.version },
         Request::SetData(r) => TxnOp::SetData { path: r.path.clone(), data: r.data.clone(), version: r.version },
-        Request::SetAcl(r) => TxnOp::SetAcl { path: r.path.clone(), acl: acl_of(&r.acl), version: r.version },
+        Request::SetAcl(r) => TxnOp::SetAcl { path: r.path.clone(), acl: r.acl.clone(), version: r.version },
         Request::Check(r) => TxnOp::Check { path: r.path.clone(), version: r.version },
         Request::Multi(m) => {
             // A multi ZooKeeper cannot even prepare (reads mixed in, TTL flags on a plain
