@@ -27,6 +27,13 @@ pub struct ServerConfig {
     /// How long a connection may take to send its ConnectRequest
     /// (`zookeeper.nio.sessionlessCnxnTimeout`).
     pub sessionless_cnxn_timeout_ms: u64,
+    /// Entries between snapshots (`snapCount`; each server picks a random point in the upper
+    /// half, as ZooKeeper does, so members of an ensemble do not snapshot together).
+    pub snap_count: u64,
+    /// `autopurge.snapRetainCount` (at least 3) and `autopurge.purgeInterval` (hours; 0 = never
+    /// purge, as in ZooKeeper).
+    pub snap_retain_count: usize,
+    pub purge_interval_hours: u64,
     /// `secureClientPort` (and `secureClientPortAddress`): TLS for clients.
     pub secure_client_addr: Option<SocketAddr>,
     pub tls: TlsSettings,
@@ -52,6 +59,9 @@ impl Default for ServerConfig {
             enforce_quota: false,
             container_check_interval_ms: 60_000,
             sessionless_cnxn_timeout_ms: 10_000,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
             secure_client_addr: None,
             tls: TlsSettings::default(),
             unused_keys: Vec::new(),
@@ -102,8 +112,7 @@ impl std::error::Error for ConfigError {}
 
 /// Keys a ZooKeeper config may carry that ferrozk accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
-    "initLimit", "syncLimit", "autopurge.snapRetainCount", "autopurge.purgeInterval", "snapCount",
-    "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+    "initLimit", "syncLimit", "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
     "admin.commandURL", "standaloneEnabled", "reconfigEnabled", "dynamicConfigFile", "peerType",
     "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
     "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
@@ -213,6 +222,9 @@ impl ServerConfig {
                     }
                 }
                 "serverCnxnFactory" | "ssl.keyStore.password" | "ssl.trustStore.password" => {}
+                "snapCount" => c.snap_count = num(&value)?.max(2),
+                "autopurge.snapRetainCount" => c.snap_retain_count = (num(&value)? as usize).max(3),
+                "autopurge.purgeInterval" => c.purge_interval_hours = num(&value)?,
                 "nio.sessionlessCnxnTimeout" => c.sessionless_cnxn_timeout_ms = num(&value)?.max(1),
                 k if k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.") => {
                     c.unused_keys.push(key.clone())

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferrozk_proto::codes::{state, xid};
 use ferrozk_proto::frame::write_frame;
 use ferrozk_proto::{Decode, Encode, Id, ReplyHeader, WatcherEvent};
-use ferrozk_storage::Wal;
+use ferrozk_storage::{snap, Wal};
+use std::path::PathBuf;
 use ferrozk_tree::{acl, Applied, Change, DataTree, TreeConfig, Txn, TxnOp, Watches};
 use tokio::sync::{mpsc, oneshot};
 
@@ -176,11 +177,7 @@ impl Shared {
 }
 
 fn new_tree(config: &ServerConfig) -> DataTree {
-    DataTree::new(TreeConfig {
-        ttl_enabled: config.extended_types_enabled,
-        enforce_quota: config.enforce_quota,
-        x509_enabled: config.secure_client_addr.is_some(),
-    })
+    DataTree::new(tree_config(config))
 }
 
 impl Core {
@@ -286,7 +283,16 @@ pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
 /// The write path, on a thread of its own because it waits for the disk: takes every proposal
 /// that is waiting, appends them all to the log, makes them durable with one fsync (group
 /// commit), then applies them in order and answers. Nothing is acknowledged before its fsync.
-pub fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Option<Proposal>>, mut wal: Wal) {
+pub fn run_committer(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Option<Proposal>>,
+    mut wal: Wal,
+    snapshots: std::sync::mpsc::Sender<u64>,
+) {
+    let snap_count = shared.config.snap_count;
+    let next_threshold = || snap_count / 2 + 1 + rand::random::<u64>() % (snap_count - snap_count / 2);
+    let mut threshold = next_threshold();
+    let mut since_snapshot = 0u64;
     let mut batch = Vec::new();
     let mut buf = Vec::new();
     let mut stopping = false;
@@ -320,6 +326,7 @@ pub fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Option
             tracing::error!("cannot write the transaction log {}: {e}; refusing further writes", wal.current_segment().display());
             return;
         }
+        since_snapshot += batch.len() as u64;
         let mut core = shared.lock();
         for p in batch.drain(..) {
             let zxid = core.tree.last_zxid() + 1;
@@ -329,29 +336,125 @@ pub fn run_committer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Option
                 let _ = tx.send(applied);
             }
         }
+        let last = core.tree.last_zxid() as u64;
+        drop(core);
+        if since_snapshot >= threshold {
+            let _ = snapshots.send(last);
+            since_snapshot = 0;
+            threshold = next_threshold();
+        }
     }
 }
 
-/// Rebuilds the tree from the log: every record applied again, in order.
-pub fn recover(config: &ServerConfig) -> Result<(DataTree, Wal), String> {
-    let dir = config.data_log_dir.as_ref().unwrap_or(&config.data_dir).join("wal");
-    let (wal, records) = Wal::open(&dir).map_err(|e| e.to_string())?;
-    let mut tree = new_tree(config);
-    let started = Instant::now();
+/// Where the log and the snapshots live.
+pub fn dirs(config: &ServerConfig) -> (PathBuf, PathBuf) {
+    let wal = config.data_log_dir.as_ref().unwrap_or(&config.data_dir).join("wal");
+    (wal, config.data_dir.join("snapshots"))
+}
+
+fn tree_config(config: &ServerConfig) -> TreeConfig {
+    TreeConfig {
+        ttl_enabled: config.extended_types_enabled,
+        enforce_quota: config.enforce_quota,
+        x509_enabled: config.secure_client_addr.is_some(),
+    }
+}
+
+/// The newest snapshot that reads back whole (at most `upto`), falling back past damaged ones.
+fn load_snapshot(config: &ServerConfig, upto: u64) -> Option<DataTree> {
+    let (_, snap_dir) = dirs(config);
+    for file in snap::list(&snap_dir).into_iter().filter(|s| s.index <= upto) {
+        let started = Instant::now();
+        let mut progress = |done: u64, total: u64| tracing::info!("loading {}: {done} of {total} nodes", file.path.display());
+        match snap::read(&file, |r| DataTree::read_snapshot(r, tree_config(config), &mut progress)) {
+            Ok(tree) => {
+                tracing::info!(snapshot = %file.path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "loaded snapshot");
+                return Some(tree);
+            }
+            Err(e) => tracing::error!("{e}; falling back to an older snapshot and the log"),
+        }
+    }
+    None
+}
+
+fn replay(tree: &mut DataTree, records: Vec<ferrozk_storage::Record>, dir: &std::path::Path) -> Result<(), String> {
     let n = records.len();
     for (i, r) in records.into_iter().enumerate() {
-        let txn = Txn::decode(&mut ferrozk_proto::Reader::new(&r.payload)).map_err(|e| {
-            format!("damaged log record {} in {}: {e}", r.index, dir.display())
-        })?;
+        let txn = Txn::decode(&mut ferrozk_proto::Reader::new(&r.payload))
+            .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, dir.display()))?;
         tree.apply(r.index as i64, &txn);
         if i > 0 && i % 1_000_000 == 0 {
             tracing::info!("replayed {i} of {n} log records");
         }
     }
-    if n > 0 {
-        tracing::info!(records = n, zxid = format!("0x{:x}", tree.last_zxid()), ms = started.elapsed().as_millis() as u64, "recovered from the log");
+    Ok(())
+}
+
+/// Rebuilds the tree: the newest valid snapshot, then every log record after it, in order.
+pub fn recover(config: &ServerConfig) -> Result<(DataTree, Wal), String> {
+    let (wal_dir, _) = dirs(config);
+    let started = Instant::now();
+    let mut tree = load_snapshot(config, u64::MAX).unwrap_or_else(|| new_tree(config));
+    let after = tree.last_zxid() as u64;
+    let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
+    if records.first().is_some_and(|r| r.index != after + 1) || (records.is_empty() && wal.next_index() != after + 1) {
+        return Err(format!(
+            "the log in {} does not continue the snapshot at {after} (next log entry {}): refusing to start on an incomplete history",
+            wal_dir.display(),
+            records.first().map_or(wal.next_index(), |r| r.index)
+        ));
+    }
+    let n = records.len();
+    replay(&mut tree, records, &wal_dir)?;
+    if tree.last_zxid() > 0 {
+        tracing::info!(snapshot_zxid = after, replayed = n, zxid = format!("0x{:x}", tree.last_zxid()), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "recovered");
     }
     Ok((tree, wal))
+}
+
+/// Writes a snapshot of everything up to `target` without touching the live tree: the newest
+/// snapshot is loaded and the log replayed onto it on this thread, so requests never wait for
+/// it. Then old snapshots and the log they alone needed are purged if autopurge is on.
+pub fn take_snapshot(config: &ServerConfig, target: u64) -> Result<Option<PathBuf>, String> {
+    let (wal_dir, snap_dir) = dirs(config);
+    let started = Instant::now();
+    let mut tree = load_snapshot(config, target).unwrap_or_else(|| new_tree(config));
+    let base = tree.last_zxid() as u64;
+    if base >= target {
+        return Ok(None);
+    }
+    let records = ferrozk_storage::read_range(&wal_dir, base, target).map_err(|e| e.to_string())?;
+    replay(&mut tree, records, &wal_dir)?;
+    let path = snap::write(&snap_dir, target, |w| tree.write_snapshot(w)).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+    tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+    if config.purge_interval_hours > 0 {
+        purge(config)?;
+    }
+    Ok(Some(path))
+}
+
+/// Keeps the newest `snapRetainCount` snapshots and the log segments they need.
+pub fn purge(config: &ServerConfig) -> Result<(), String> {
+    let (wal_dir, snap_dir) = dirs(config);
+    if let Some(oldest) = snap::purge(&snap_dir, config.snap_retain_count).map_err(|e| e.to_string())? {
+        let removed = ferrozk_storage::purge_log(&wal_dir, oldest).map_err(|e| e.to_string())?;
+        if removed > 0 {
+            tracing::info!(removed, "purged log segments covered by snapshots");
+        }
+    }
+    Ok(())
+}
+
+/// Takes snapshots when the committer asks, one at a time, newest request first.
+pub fn run_snapshotter(config: ServerConfig, rx: std::sync::mpsc::Receiver<u64>) {
+    while let Ok(mut target) = rx.recv() {
+        while let Ok(t) = rx.try_recv() {
+            target = t;
+        }
+        if let Err(e) = take_snapshot(&config, target) {
+            tracing::error!("snapshot at {target} failed: {e}");
+        }
+    }
 }
 
 /// Expires sessions on tick boundaries and reaps empty containers and expired TTL nodes.

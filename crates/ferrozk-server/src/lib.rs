@@ -154,6 +154,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Entries between snapshots (`snapCount`).
+    pub fn snap_count(mut self, n: u64) -> Self {
+        self.config.snap_count = n.max(2);
+        self
+    }
+
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
     }
@@ -171,9 +177,14 @@ impl ServerBuilder {
         let listener = TcpListener::bind(config.client_addr).await?;
         let bound = listener.local_addr()?;
         let (shared, proposals) = core::Shared::new(config, bound, tree);
+        let (snap_tx, snap_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("ferrozk-snapshot".into()).spawn({
+            let config = shared.config.clone();
+            move || core::run_snapshotter(config, snap_rx)
+        })?;
         let committer = std::thread::Builder::new().name("ferrozk-committer".into()).spawn({
             let shared = shared.clone();
-            move || core::run_committer(shared, proposals, wal)
+            move || core::run_committer(shared, proposals, wal, snap_tx)
         })?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
@@ -229,6 +240,17 @@ impl Server {
     pub fn connect_string(&self) -> String {
         let ip = if self.bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.bound.ip().to_string() };
         format!("{ip}:{}", self.bound.port())
+    }
+
+    /// Writes a snapshot of everything applied so far (on the calling task's blocking pool);
+    /// returns its file, or `None` if the newest snapshot is already current.
+    pub async fn take_snapshot(&self) -> std::io::Result<Option<PathBuf>> {
+        let config = self.shared.config.clone();
+        let target = self.shared.lock().tree.last_zxid() as u64;
+        tokio::task::spawn_blocking(move || core::take_snapshot(&config, target))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)
     }
 
     /// The TLS client address, when `secureClientPort` is set.

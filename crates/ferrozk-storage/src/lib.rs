@@ -23,6 +23,8 @@
 //! offset, so a damaged log is never served. [`Wal::append`] writes records, [`Wal::sync`]
 //! makes everything appended durable (one `fdatasync` for a whole batch: group commit).
 
+pub mod snap;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -92,6 +94,12 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, returning it positioned for appends together with
     /// every record it holds.
     pub fn open(dir: &Path) -> Result<(Wal, Vec<Record>), StorageError> {
+        Self::open_after(dir, 0)
+    }
+
+    /// Like [`Wal::open`], but returns only the records after `after` (those a snapshot at
+    /// `after` does not hold). Every record is still read and checked.
+    pub fn open_after(dir: &Path, after: u64) -> Result<(Wal, Vec<Record>), StorageError> {
         let io = |e| StorageError::Io(dir.to_path_buf(), e);
         fs::create_dir_all(dir).map_err(io)?;
         let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(dir)
@@ -109,6 +117,7 @@ impl Wal {
         for (i, (first, path)) in segments.iter().enumerate() {
             let last_segment = i + 1 == segments.len();
             let valid_len = read_segment(path, *first, last_segment, &mut expected, &mut records)?;
+            records.retain(|r| r.index > after);
             if last_segment {
                 let len = fs::metadata(path).map_err(|e| StorageError::Io(path.clone(), e))?.len();
                 if valid_len < len {
@@ -119,7 +128,11 @@ impl Wal {
                 }
             }
         }
-        let next_index = records.last().map_or(segments.last().map_or(1, |s| s.0), |r| r.index + 1);
+        let next_index = match (expected, segments.last()) {
+            (Some(e), _) => e,
+            (None, Some(s)) => s.0,
+            (None, None) => after + 1,
+        };
         let (path, file, size) = match segments.last() {
             Some((_, p)) => {
                 let mut f = OpenOptions::new().append(true).open(p).map_err(|e| StorageError::Io(p.clone(), e))?;
@@ -201,6 +214,64 @@ fn create_segment(dir: &Path, first: u64) -> io::Result<(PathBuf, File)> {
     fsync_dir(dir)?;
     let f = OpenOptions::new().append(true).open(&path)?;
     Ok((path, f))
+}
+
+/// Deletes the log segments that hold only records at or below `upto` (all covered by a
+/// snapshot that is kept). The newest segment always stays.
+pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {
+    let mut firsts: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((name.strip_suffix(".wal")?.parse::<u64>().ok()?, e.path()))
+        })
+        .collect();
+    firsts.sort();
+    let mut removed = 0;
+    for w in firsts.windows(2) {
+        // A segment ends just before the next one starts.
+        if w[1].0 <= upto + 1 {
+            fs::remove_file(&w[0].1)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Reads the records with indexes in `(after, upto]` from a log that may be being appended to
+/// (by the committer): for building snapshots away from the request path.
+pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, StorageError> {
+    let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .map_err(|e| StorageError::Io(dir.to_path_buf(), e))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((name.strip_suffix(".wal")?.parse::<u64>().ok()?, e.path()))
+        })
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for (i, (first, path)) in segments.iter().enumerate() {
+        if segments.get(i + 1).is_some_and(|next| next.0 <= after + 1) || *first > upto {
+            continue;
+        }
+        let mut expected = None;
+        let mut recs = Vec::new();
+        // The newest segment may end in a record still being written: treat it as the tail.
+        read_segment(path, *first, true, &mut expected, &mut recs)?;
+        out.extend(recs.into_iter().filter(|r| r.index > after && r.index <= upto));
+    }
+    if out.first().is_some_and(|r| r.index != after + 1) || out.len() as u64 != upto - after {
+        return Err(StorageError::Damaged {
+            file: dir.to_path_buf(),
+            offset: 0,
+            reason: format!("log does not hold every entry from {} to {upto}", after + 1),
+        });
+    }
+    Ok(out)
 }
 
 /// Reads one segment's records into `out`; returns the length of its valid prefix.

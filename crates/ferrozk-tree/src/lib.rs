@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod path;
 pub mod quota;
+pub mod snapshot;
 pub mod tree;
 pub mod txn;
 pub mod watch;

@@ -234,6 +234,34 @@ impl DataTree {
         self.nodes.iter().map(|(p, n)| p.len() as u64 + n.data_len() as u64).sum()
     }
 
+    /// A digest of the whole replicated state (every node's path, data, ACL and Stat, and the
+    /// sessions), independent of map order: equal trees give equal digests on every server.
+    pub fn digest(&self) -> u64 {
+        fn fnv(h: &mut u64, bytes: &[u8]) {
+            for b in bytes {
+                *h ^= *b as u64;
+                *h = h.wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        let mut paths: Vec<&String> = self.nodes.keys().collect();
+        paths.sort();
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for p in paths {
+            let n = &self.nodes[p];
+            fnv(&mut h, p.as_bytes());
+            fnv(&mut h, &[n.data.is_some() as u8]);
+            fnv(&mut h, n.data.as_deref().unwrap_or_default());
+            fnv(&mut h, &ferrozk_proto::jute::to_bytes(n.acl.as_ref()));
+            fnv(&mut h, &ferrozk_proto::jute::to_bytes(&n.stat()));
+        }
+        for (id, s) in &self.sessions {
+            fnv(&mut h, &id.to_be_bytes());
+            fnv(&mut h, &s.timeout.to_be_bytes());
+            fnv(&mut h, &s.passwd);
+        }
+        h
+    }
+
     /// The number of nodes below `path`, not counting itself.
     pub fn all_children_number(&self, path: &str) -> usize {
         let mut stack = vec![path.to_string()];
@@ -281,6 +309,38 @@ impl DataTree {
             }
         }
         out
+    }
+
+    pub(crate) fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
+        self.intern_acl(acl)
+    }
+
+    pub(crate) fn clear_nodes(&mut self) {
+        self.nodes.clear();
+        self.quota_roots.clear();
+    }
+
+    pub(crate) fn insert_session(&mut self, id: i64, s: Session) {
+        self.sessions.insert(id, s);
+    }
+
+    pub(crate) fn add_child(&mut self, parent: &str, child: &str) -> Option<()> {
+        self.nodes.get_mut(parent)?.children.insert(child.to_string());
+        Some(())
+    }
+
+    /// Puts a node read from a snapshot in place, with its indexes.
+    pub(crate) fn load_node(&mut self, p: &str, node: Node) {
+        self.put_node(p, Some(node));
+    }
+
+    /// After a snapshot is read: quota usage is recomputed from the tree, as ZooKeeper does.
+    pub(crate) fn finish_load(&mut self, last_zxid: i64) {
+        self.last_zxid = last_zxid;
+        let roots: Vec<String> = self.quota_roots.iter().cloned().collect();
+        for r in roots {
+            self.recount_quota(&r);
+        }
     }
 
     fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
