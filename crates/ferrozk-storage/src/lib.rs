@@ -216,6 +216,19 @@ fn create_segment(dir: &Path, first: u64) -> io::Result<(PathBuf, File)> {
     Ok((path, f))
 }
 
+/// Every record of one segment file (a torn tail is left out, as recovery would cut it).
+pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
+    let first = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".wal"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| StorageError::Damaged { file: path.to_path_buf(), offset: 0, reason: "not a log segment name".into() })?;
+    let mut out = Vec::new();
+    read_segment(path, first, true, &mut None, &mut out)?;
+    Ok(out)
+}
+
 /// Deletes the log segments that hold only records at or below `upto` (all covered by a
 /// snapshot that is kept). The newest segment always stays.
 pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {

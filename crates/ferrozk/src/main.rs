@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod tools;
 use ferrozk_server::{Server, ServerBuilder, ServerConfig};
 
 #[derive(Parser)]
@@ -25,6 +26,15 @@ enum Command {
     },
     /// Load-tests a ZooKeeper-protocol server (ferrozk or Apache ZooKeeper).
     Bench(bench::BenchArgs),
+    /// Summarises a snapshot file, or dumps its tree (like zkSnapShotToolkit.sh).
+    Snapshot {
+        file: PathBuf,
+        /// Print every node with its Stat and data length.
+        #[arg(long)]
+        dump: bool,
+    },
+    /// Prints the transactions of a log segment, one a line (like zkTxnLogToolkit.sh).
+    Log { file: PathBuf },
     /// A zkCli.sh-compatible shell: ferrozk cli [-server host:port[/chroot]] [-timeout ms] [command args...]
     #[command(disable_help_flag = true)]
     Cli {
@@ -45,6 +55,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server { config } => run_server(config),
         Command::Bench(args) => run_bench(args),
+        Command::Snapshot { file, dump } => tools::snapshot(&file, dump),
+        Command::Log { file } => tools::log(&file),
         Command::Cli { args } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
             ExitCode::from(rt.block_on(ferrozk_cli::run(args)).clamp(0, 255) as u8)
