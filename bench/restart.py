@@ -1,0 +1,116 @@
+"""Restart benchmark (issue 3): a tree of N znodes (100-byte values) is written to each server,
+the server is stopped and started again on its data, and we measure the time from process start
+until a client can read the last znode written, the peak RSS after it is readable, and (for
+ferrozk) snapshot size and write time from its log. Run: python3 bench/restart.py [N]
+(default 1,000,000; BENCH_RESTART_N also works). Prints a Markdown table of the figures and
+the ferrozk/ZooKeeper ratios."""
+import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import FERROZK, ZK_CP, free_port, ruok  # noqa: E402
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_RESTART_N", "1000000"))
+SESSIONS = 8
+
+
+def start(kind, d, port):
+    cfg = os.path.join(d, "zoo.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"tickTime=2000\ndataDir={d}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
+                "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n")
+    log = open(os.path.join(d, "server.log"), "a")
+    cmd = [FERROZK, "server", cfg] if kind == "ferrozk" else \
+        ["java", "-cp", ZK_CP, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def rss_mb(pid, key="VmHWM"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def last_node(port):
+    """The last sequential node made by session 0 of the create workload."""
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=30)
+    zk.start(timeout=60)
+    kids = zk.get_children("/ferrozk-bench/seq")
+    last = max(k for k in kids if k.startswith("s0-"))
+    zk.stop(); zk.close()
+    return f"/ferrozk-bench/seq/{last}", len(kids)
+
+
+def time_to_readable(port, path, t0):
+    """Polls with raw ZooKeeper frames (no client library start-up cost) until getData works."""
+    import struct
+    def frame(b): return struct.pack(">i", len(b)) + b
+    connect = frame(struct.pack(">iqiq", 0, 0, 30000, 0) + struct.pack(">i", 16) + b"\0" * 16)
+    pb = path.encode()
+    get = frame(struct.pack(">ii", 1, 4) + struct.pack(">i", len(pb)) + pb + b"\0")
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(connect)
+                s.recv(1024)  # ConnectResponse
+                s.sendall(get)
+                data = b""
+                while len(data) < 20:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if len(data) >= 20 and struct.unpack(">i", data[16:20])[0] == 0:  # len, xid, zxid, err
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+
+def run(kind):
+    d = tempfile.mkdtemp(prefix=f"restart-{kind}-")
+    port = free_port()
+    p = start(kind, d, port)
+    while not ruok(port):
+        time.sleep(0.1)
+    t = time.monotonic()
+    subprocess.run([FERROZK, "bench", "--servers", f"127.0.0.1:{port}", "--workload", "create", "--count", str(N),
+                    "--sessions", str(SESSIONS), "--inflight", "16", "--no-warmup", "--quiet", "--json"],
+                   check=True, capture_output=True)
+    populate = time.monotonic() - t
+    path, count = last_node(port)
+    time.sleep(2)  # let a snapshot in progress finish, as an operator's restart would
+    p.send_signal(signal.SIGTERM); p.wait(30)
+    du = subprocess.run(["du", "-sb", f"{d}/data"], capture_output=True, text=True).stdout.split()[0]
+    t0 = time.monotonic()
+    p = start(kind, d, port)
+    readable = time_to_readable(port, path, t0)
+    rss = rss_mb(p.pid)
+    p.send_signal(signal.SIGTERM); p.wait(30)
+    snap = ""
+    if kind == "ferrozk":
+        log = open(os.path.join(d, "server.log")).read()
+        m = re.findall(r"snapshot written .*?nodes=(\d+) ms=(\d+)", log)
+        sizes = [os.path.getsize(os.path.join(d, "data/snapshots", f)) for f in os.listdir(os.path.join(d, "data/snapshots"))]
+        if m:
+            snap = f"last snapshot: {m[-1][0]} nodes in {m[-1][1]} ms, {max(sizes)/1e6:.0f} MB"
+    shutil.rmtree(d, ignore_errors=True)
+    return {"populate_s": populate, "nodes": count, "disk_mb": int(du) / 1e6, "readable_s": readable, "rss_mb": rss, "snap": snap}
+
+
+def main():
+    res = {k: run(k) for k in ("ferrozk", "zookeeper")}
+    fz, zk = res["ferrozk"], res["zookeeper"]
+    print(f"| {N:,} znodes (100 B) | ferrozk | ZooKeeper 3.8.0 | ratio |")
+    print("|---|---|---|---|")
+    print(f"| time until the last znode is readable after a restart | {fz['readable_s']:.2f} s | {zk['readable_s']:.2f} s | {fz['readable_s']/zk['readable_s']:.2f} |")
+    print(f"| peak RSS after the restart | {fz['rss_mb']:.0f} MB | {zk['rss_mb']:.0f} MB | {fz['rss_mb']/zk['rss_mb']:.2f} |")
+    print(f"| data on disk | {fz['disk_mb']:.0f} MB | {zk['disk_mb']:.0f} MB | {fz['disk_mb']/zk['disk_mb']:.2f} |")
+    print(f"| writing the tree (create workload) | {fz['populate_s']:.1f} s | {zk['populate_s']:.1f} s | {fz['populate_s']/zk['populate_s']:.2f} |")
+    print(f"\n{fz['snap']}")
+
+
+if __name__ == "__main__":
+    main()
