@@ -50,6 +50,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "kazoo suite" bash interop/kazoo/run.sh -q
     step "differential vs ZooKeeper" bash interop/differential/run.sh
     step "zkCli.sh script" bash interop/zkcli/run.sh
+    step "ferrozk cli vs zkCli.sh" bash crates/ferrozk-cli/tests/zkcli_interop.sh
     step "C client" bash interop/cclient/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")

@@ -10,7 +10,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
 
 use crate::format::java_sort;
 use crate::session::Zk;
@@ -71,7 +71,9 @@ pub async fn run(shell: &mut Shell) -> i32 {
     let helper = ZkHelper { zk: shell.shared_zk.clone(), rt: tokio::runtime::Handle::current() };
     // rustyline blocks: it runs on a thread of its own and reads a line when given a prompt.
     std::thread::spawn(move || {
-        let mut ed = match Editor::<ZkHelper, DefaultHistory>::new() {
+        // Tab lists the candidates and completes their common prefix, as JLine does.
+        let config = Config::builder().completion_type(CompletionType::List).auto_add_history(false).build();
+        let mut ed = match Editor::<ZkHelper, DefaultHistory>::with_config(config) {
             Ok(ed) => ed,
             Err(_) => {
                 let _ = line_tx.send(None);
@@ -82,8 +84,8 @@ pub async fn run(shell: &mut Shell) -> i32 {
         while let Ok(prompt) = prompt_rx.recv() {
             match ed.readline(&prompt) {
                 Ok(line) => {
-                    if !line.trim().is_empty() {
-                        let _ = ed.add_history_entry(line.as_str());
+                    for l in line.split('\n').filter(|l| !l.trim().is_empty()) {
+                        let _ = ed.add_history_entry(l);
                     }
                     if line_tx.send(Some(line)).is_err() {
                         return;
@@ -107,9 +109,13 @@ pub async fn run(shell: &mut Shell) -> i32 {
             return shell.exit_code;
         }
         match line_rx.recv().await {
-            Some(Some(line)) => {
-                if let Flow::Exit(code) = shell.execute_line(&line).await {
-                    return code;
+            Some(Some(text)) => {
+                // A bracketed paste of several lines arrives as one: run them one by one.
+                for line in text.split('\n') {
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    if let Flow::Exit(code) = shell.execute_line(line).await {
+                        return code;
+                    }
                 }
             }
             _ => return shell.exit_code,

@@ -312,7 +312,6 @@ enum Cmd {
 
 struct Pending {
     xid: i32,
-    opcode: i32,
     reg: Option<Reg>,
     reply: oneshot::Sender<(i32, Vec<u8>)>,
 }
@@ -324,8 +323,10 @@ struct HostPort {
     port: u16,
 }
 
+pub type HostAndPort = (String, u16);
+
 /// `ConnectStringParser`: hosts (port 2181 when none) and an optional chroot.
-pub fn parse_connect_string(s: &str) -> Result<(Vec<(String, u16)>, Option<String>), String> {
+pub fn parse_connect_string(s: &str) -> Result<(Vec<HostAndPort>, Option<String>), String> {
     let (hosts, chroot) = match s.find('/') {
         Some(i) => {
             let c = &s[i..];
@@ -611,7 +612,15 @@ impl Conn {
             let host = self.hosts[self.next_host % self.hosts.len()].clone();
             self.next_host += 1;
             let deadline = last_heard + self.connect_timeout();
-            let connect = self.try_connect(host);
+            let req = ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen: self.last_zxid,
+                timeout: self.timeout_ms,
+                session_id: self.session_id,
+                passwd: Some(self.passwd.clone()),
+                read_only: Some(self.read_only),
+            };
+            let connect = try_connect(host, req, self.connect_timeout());
             tokio::pin!(connect);
             let result = loop {
                 tokio::select! {
@@ -631,10 +640,9 @@ impl Conn {
                     continue;
                 }
                 Some(Err(())) => {
-                    if Instant::now() >= deadline {
-                        self.fail_all(ErrorCode::ConnectionLoss.code());
-                        last_heard = Instant::now();
-                    }
+                    // As the Java client: a failed attempt fails what waits for the connection.
+                    self.fail_all(ErrorCode::ConnectionLoss.code());
+                    last_heard = Instant::now();
                     continue;
                 }
                 Some(Ok(x)) => x,
@@ -713,39 +721,13 @@ impl Conn {
         }
     }
 
-    async fn try_connect(&self, host: HostPort) -> Result<(TcpStream, ConnectResponse), ()> {
-        let limit = self.connect_timeout();
-        let work = async {
-            let addrs: Vec<_> = tokio::net::lookup_host((host.host.as_str(), host.port)).await.map_err(|_| ())?.collect();
-            let addr = *addrs.first().ok_or(())?;
-            let mut stream = TcpStream::connect(addr).await.map_err(|_| ())?;
-            let _ = stream.set_nodelay(true);
-            let req = ConnectRequest {
-                protocol_version: 0,
-                last_zxid_seen: self.last_zxid,
-                timeout: self.timeout_ms,
-                session_id: self.session_id,
-                passwd: Some(self.passwd.clone()),
-                read_only: Some(self.read_only),
-            };
-            let mut out = Vec::new();
-            write_frame(&mut out, |b| req.encode(b));
-            stream.write_all(&out).await.map_err(|_| ())?;
-            let mut buf = Vec::new();
-            let frame = read_frame(&mut stream, &mut buf).await?;
-            let resp = ConnectResponse::decode(&mut Reader::new(&frame)).map_err(|_| ())?;
-            Ok((stream, resp))
-        };
-        tokio::time::timeout(limit, work).await.map_err(|_| ())?
-    }
-
     fn encode_request(&mut self, out: &mut Vec<u8>, r: Request) {
         let x = self.next_xid();
         write_frame(out, |b| {
             RequestHeader { xid: x, op: r.opcode }.encode(b);
             b.extend_from_slice(&r.body);
         });
-        self.pending.push_back(Pending { xid: x, opcode: r.opcode, reg: r.reg, reply: r.reply });
+        self.pending.push_back(Pending { xid: x, reg: r.reg, reply: r.reply });
     }
 
     fn encode_auth(out: &mut Vec<u8>, scheme: &str, auth: &Option<Vec<u8>>) {
@@ -939,12 +921,28 @@ impl Conn {
                     let _ = p.reply.send((ErrorCode::ConnectionLoss.code(), Vec::new()));
                     return Some(FrameEnd::Lost);
                 }
-                let _ = p.opcode;
                 self.finish(p.reg, h.err, body, p.reply);
                 None
             }
         }
     }
+}
+
+async fn try_connect(host: HostPort, req: ConnectRequest, limit: Duration) -> Result<(TcpStream, ConnectResponse), ()> {
+    let work = async {
+        let addrs: Vec<_> = tokio::net::lookup_host((host.host.as_str(), host.port)).await.map_err(|_| ())?.collect();
+        let addr = *addrs.first().ok_or(())?;
+        let mut stream = TcpStream::connect(addr).await.map_err(|_| ())?;
+        let _ = stream.set_nodelay(true);
+        let mut out = Vec::new();
+        write_frame(&mut out, |b| req.encode(b));
+        stream.write_all(&out).await.map_err(|_| ())?;
+        let mut buf = Vec::new();
+        let frame = read_frame(&mut stream, &mut buf).await?;
+        let resp = ConnectResponse::decode(&mut Reader::new(&frame)).map_err(|_| ())?;
+        Ok((stream, resp))
+    };
+    tokio::time::timeout(limit, work).await.map_err(|_| ())?
 }
 
 enum FrameEnd {

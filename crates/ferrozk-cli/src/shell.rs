@@ -19,7 +19,9 @@ use crate::session::{wtype, EventSink, KeeperError, States, WatchedEvent, Zk};
 /// Standard output and standard error of the shell, shared with the task that prints watch
 /// events. Every line is flushed as it is written, as Java's `System.out`/`System.err` do.
 #[derive(Clone)]
-pub struct Output(Arc<Mutex<(Box<dyn Write + Send>, Box<dyn Write + Send>)>>);
+pub struct Output(Arc<Mutex<Streams>>);
+
+type Streams = (Box<dyn Write + Send>, Box<dyn Write + Send>);
 
 impl Output {
     pub fn new(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>) -> Output {
@@ -99,10 +101,6 @@ fn parse_i32(s: &str) -> Result<i32, CliError> {
     java_int(s).and_then(|v| i32::try_from(v).ok()).ok_or_else(|| number_format(s))
 }
 
-fn parse_i64(s: &str) -> Result<i64, CliError> {
-    java_int(s).ok_or_else(|| number_format(s))
-}
-
 fn java_int(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
@@ -151,48 +149,53 @@ fn java_split(s: &str, sep: char) -> Vec<&str> {
 /// quotes are dropped). Follows the regex `\s*([^"']\S*|"[^"]*"|'[^']*')\s*` found repeatedly.
 pub fn split_command(line: &str) -> Vec<String> {
     let c: Vec<char> = line.chars().collect();
-    let ws = |ch: char| matches!(ch, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r');
     let mut words = Vec::new();
     let mut from = 0;
-    'find: while from < c.len() {
-        for p in from..c.len() {
-            let mut ws_end = p;
-            while ws_end < c.len() && ws(c[ws_end]) {
-                ws_end += 1;
-            }
-            // \s* gives characters back one at a time until the group can match.
-            for k in (p..=ws_end).rev() {
-                if k >= c.len() {
-                    continue;
-                }
-                let end = if c[k] != '"' && c[k] != '\'' {
-                    let mut e = k + 1;
-                    while e < c.len() && !ws(c[e]) {
-                        e += 1;
-                    }
-                    Some(e)
-                } else {
-                    c[k + 1..].iter().position(|&x| x == c[k]).map(|i| k + 1 + i + 1)
-                };
-                if let Some(e) = end {
-                    let mut w: String = c[k..e].iter().collect();
-                    let wc: Vec<char> = w.chars().collect();
-                    if wc.len() >= 2 && (wc[0] == '"' || wc[0] == '\'') && wc[wc.len() - 1] == wc[0] {
-                        w = wc[1..wc.len() - 1].iter().collect();
-                    }
-                    words.push(w);
-                    let mut next = e;
-                    while next < c.len() && ws(c[next]) {
-                        next += 1;
-                    }
-                    from = next;
-                    continue 'find;
-                }
-            }
-        }
-        break;
+    while let Some((word, next)) = next_word(&c, from) {
+        words.push(word);
+        from = next;
     }
     words
+}
+
+fn is_java_space(ch: char) -> bool {
+    matches!(ch, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r')
+}
+
+/// The next match of the word pattern at or after `from`: the word (unquoted) and where the
+/// search goes on.
+fn next_word(c: &[char], from: usize) -> Option<(String, usize)> {
+    for p in from..c.len() {
+        let mut ws_end = p;
+        while ws_end < c.len() && is_java_space(c[ws_end]) {
+            ws_end += 1;
+        }
+        // \s* gives characters back one at a time until the group can match.
+        for k in (p..=ws_end.min(c.len() - 1)).rev() {
+            let end = if c[k] != '"' && c[k] != '\'' {
+                let mut e = k + 1;
+                while e < c.len() && !is_java_space(c[e]) {
+                    e += 1;
+                }
+                Some(e)
+            } else {
+                c[k + 1..].iter().position(|&x| x == c[k]).map(|i| k + 1 + i + 1)
+            };
+            let Some(e) = end else { continue };
+            let w = &c[k..e];
+            let word: String = if w.len() >= 2 && (w[0] == '"' || w[0] == '\'') && w[w.len() - 1] == w[0] {
+                w[1..w.len() - 1].iter().collect()
+            } else {
+                w.iter().collect()
+            };
+            let mut next = e;
+            while next < c.len() && is_java_space(c[next]) {
+                next += 1;
+            }
+            return Some((word, next));
+        }
+    }
+    None
 }
 
 /// `AclParser.parse`: bad entries are reported on standard error and left out.
@@ -981,7 +984,7 @@ impl Shell {
     async fn reconfig(&mut self, zk: &Zk, args: &[String]) -> Result<(), CliError> {
         let p = opts::parse(&RECONFIG, args).map_err(parse_err)?;
         let (file, members, add, remove) = (p.has("file"), p.has("members"), p.has("add"), p.has("remove"));
-        if !(file || members) && !add && !remove {
+        if !(file || members || add || remove) {
             return Err(usage_err("reconfig"));
         }
         let version = match p.value("v") {
@@ -999,7 +1002,12 @@ impl Shell {
         let leaving = p.value("remove").map(|s| s.to_lowercase());
         let mut new_members = p.value("members").map(|s| s.to_lowercase());
         if let Some(f) = p.value("file") {
-            let text = std::fs::read_to_string(f).map_err(|e| CliError::new(format!("Error processing {f}{e}")))?;
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                // FileNotFoundException's message: the path and the system's reason.
+                let reason = e.to_string();
+                let reason = reason.split(" (os error").next().unwrap_or("").to_string();
+                CliError::new(format!("Error processing {f}{f} ({reason})"))
+            })?;
             let lines: Vec<String> = text
                 .lines()
                 .map(str::trim)
