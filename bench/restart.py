@@ -33,14 +33,15 @@ def rss_mb(pid, key="VmHWM"):
 
 
 def last_node(port):
-    """The last sequential node made by session 0 of the create workload."""
+    """Writes a marker after the tree: once it is readable after a restart, so is everything
+    written before it (reads see writes in log order). Returns it and the tree's size."""
     from kazoo.client import KazooClient
     zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=30)
     zk.start(timeout=60)
-    kids = zk.get_children("/ferrozk-bench/seq")
-    last = max(k for k in kids if k.startswith("s0-"))
+    zk.create("/restart-marker", b"x" * 100)
+    count = zk.get_all_children_number("/ferrozk-bench") if hasattr(zk, "get_all_children_number") else N
     zk.stop(); zk.close()
-    return f"/ferrozk-bench/seq/{last}", len(kids)
+    return "/restart-marker", count
 
 
 def time_to_readable(port, path, t0):
@@ -76,9 +77,11 @@ def run(kind):
     while not ruok(port):
         time.sleep(0.1)
     t = time.monotonic()
-    subprocess.run([FERROZK, "bench", "--servers", f"127.0.0.1:{port}", "--workload", "create", "--count", str(N),
-                    "--sessions", str(SESSIONS), "--inflight", "16", "--no-warmup", "--quiet", "--json"],
-                   check=True, capture_output=True)
+    out = subprocess.run([FERROZK, "bench", "--servers", f"127.0.0.1:{port}", "--workload", "create", "--count", str(N),
+                          "--sessions", str(SESSIONS), "--inflight", "16", "--no-warmup", "--quiet", "--json"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"ferrozk bench against {kind} failed: {out.stderr.strip()}")
     populate = time.monotonic() - t
     path, count = last_node(port)
     time.sleep(2)  # let a snapshot in progress finish, as an operator's restart would

@@ -164,8 +164,21 @@ async fn ensure(zk: &Client, path: &str, data: &[u8]) -> Result<(), ErrorCode> {
 }
 
 /// Creates the nodes the workload needs.
+/// Connects, retrying for a while: a server that was just started may answer `ruok` before it
+/// serves sessions (Apache ZooKeeper does).
+async fn connect(servers: &str) -> Result<Client, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match Client::connect(servers).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => return Err(format!("cannot connect to {servers}: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 async fn setup(args: &BenchArgs, value: &[u8]) -> Result<(), String> {
-    let zk = Client::connect(&args.servers).await.map_err(|e| format!("cannot connect to {}: {e}", args.servers))?;
+    let zk = connect(&args.servers).await?;
     let root = &args.root;
     for p in [root.clone(), format!("{root}/keys"), format!("{root}/seq"), format!("{root}/eph")] {
         ensure(&zk, &p, b"").await.map_err(|e| format!("cannot create {p}: {e}"))?;
@@ -295,7 +308,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
         // Spread sessions over the servers round-robin, as many clients of an ensemble would be.
         let host = hosts[i % hosts.len()];
         let chroot = args.servers.find('/').map(|at| &args.servers[at..]).unwrap_or("");
-        let zk = Client::connect(&format!("{host}{chroot}")).await.map_err(|e| format!("connect {host}: {e}"))?;
+        let zk = connect(&format!("{host}{chroot}")).await?;
         clients.push(zk);
     }
     let s = Arc::new(Shared {
