@@ -7,29 +7,22 @@
 //! committer reaches the client before any reply that shows its change.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use ferrozk_proto::codes::{op, xid};
 use ferrozk_proto::frame::{check_frame, write_frame, FrameCheck};
 use ferrozk_proto::*;
-use ferrozk_tree::{acl, Applied, TxnOp};
+use ferrozk_tree::{acl, Txn, TxnOp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{ConnEntry, ConnId, Latency, Out, Shared, Tracked};
+use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Proposal, Reply, ReplyTo, Shared, Tracked};
 use crate::fourlw;
-use crate::ops::{execute_read, reply_frame, write_reply, write_txn, ReadCtx};
-
-enum Slot {
-    Write { xid: i32, opcode: i32, at: Instant, rx: oneshot::Receiver<Applied> },
-    Read { xid: i32, at: Instant, req: Request, auth: Arc<Vec<Id>> },
-    Immediate(Vec<u8>),
-    Close,
-}
+use crate::ops::{answer_read, reply_frame, write_txn};
 
 struct FrameReader<R> {
     rd: R,
@@ -244,7 +237,10 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 received: 1,
                 sent: 1,
                 last_zxid: 0,
+                last_cxid: 0,
                 last_op: "NA",
+                last_response: 0,
+                last_latency: 0,
                 latency: Latency::default(),
             },
         );
@@ -293,10 +289,13 @@ async fn run_session<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let session = est.session;
-    let (slot_tx, slot_rx) = mpsc::unbounded_channel::<Slot>();
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
-    let processor = tokio::spawn(process_loop(shared.clone(), slot_rx, conn_id, session));
+    let Some(out) = shared.lock().conns.get(&conn_id).map(|c| c.out.clone()) else { return };
+    // Requests of this connection waiting at the committer. While there are any, everything
+    // goes there too, so that replies leave in request order and a read sees exactly the
+    // session's earlier writes; with none, a read is answered here at once.
+    let pending = Arc::new(AtomicUsize::new(0));
     let mut auth = Arc::new(auth);
     loop {
         let frame = tokio::select! {
@@ -322,18 +321,30 @@ async fn run_session<R, W>(
                 c.received += 1;
             }
         }
+        let reply_to = || ReplyTo { conn: conn_id, out: out.clone(), xid: hdr.xid, opcode: hdr.op, at, pending: pending.clone() };
+        // A frame that must follow everything before it, then maybe a close.
+        let ordered = |frame: Vec<u8>, close: bool| {
+            if pending.load(Ordering::Acquire) == 0 {
+                let _ = out.send(Out::Frame(frame));
+                shared.lock().count_reply(conn_id, Some(at), hdr.op, hdr.xid);
+                if close {
+                    let _ = out.send(Out::Close);
+                }
+            } else {
+                shared.submit(Proposal::Forward { frame: Some(frame), close, reply: reply_to() });
+            }
+        };
         let req = match Request::decode(hdr.op, &mut r) {
             Ok(req) => req,
             Err(e) => {
                 tracing::debug!(%peer, op = hdr.op, "undecodable request: {e}");
                 let zxid = shared.lock().tree.last_zxid();
-                let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None)));
+                ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
                 continue;
             }
         };
         match &req {
             Request::Auth(a) => {
-                let zxid = 0;
                 match authenticate(&shared, a, peer) {
                     Some(ids) => {
                         let mut list = (*auth).clone();
@@ -346,12 +357,11 @@ async fn run_session<R, W>(
                         if let Some(c) = shared.lock().conns.get_mut(&conn_id) {
                             c.auth = (*auth).clone();
                         }
-                        let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, 0, None)));
+                        ordered(reply_frame(hdr.xid, 0, 0, None), false);
                     }
                     None => {
                         tracing::warn!(%peer, scheme = a.scheme, "authentication failed");
-                        let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::AuthFailed.code(), None)));
-                        let _ = slot_tx.send(Slot::Close);
+                        ordered(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed.code(), None), true);
                     }
                 }
                 continue;
@@ -359,27 +369,32 @@ async fn run_session<R, W>(
             Request::Unknown(_) | Request::Sasl(_) => {
                 tracing::warn!(%peer, op = hdr.op, "received packet of unknown type; closing");
                 let zxid = shared.lock().tree.last_zxid();
-                let _ = slot_tx.send(Slot::Immediate(reply_frame(hdr.xid, zxid, ErrorCode::Unimplemented.code(), None)));
-                let _ = slot_tx.send(Slot::Close);
+                ordered(reply_frame(hdr.xid, zxid, ErrorCode::Unimplemented.code(), None), true);
                 continue;
             }
             _ => {}
         }
         if let Some(txn_op) = write_txn(&req) {
-            let closing = matches!(req, Request::CloseSession);
-            let rx = shared.propose(session, (*auth).clone(), txn_op);
-            let _ = slot_tx.send(Slot::Write { xid: hdr.xid, opcode: hdr.op, at, rx });
-            if closing {
-                let _ = slot_tx.send(Slot::Close);
+            let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: txn_op };
+            shared.submit(Proposal::Write { txn, reply: Reply::Client(reply_to()) });
+        } else if pending.load(Ordering::Acquire) == 0 {
+            // Nothing of this session is in flight: answer now. The reply is queued under the
+            // lock, so it follows any notification of a change it shows.
+            let mut core = shared.lock();
+            let (pre, frame) = answer_read(&mut core, conn_id, session, &auth, hdr.xid, &req);
+            for f in pre {
+                let _ = out.send(Out::Frame(f));
             }
+            let _ = out.send(Out::Frame(frame));
+            core.count_reply(conn_id, Some(at), hdr.op, hdr.xid);
         } else {
-            let _ = slot_tx.send(Slot::Read { xid: hdr.xid, at, req, auth: auth.clone() });
+            shared.submit(Proposal::Read { req, session, auth: auth.clone(), reply: reply_to() });
         }
     }
-    drop(slot_tx);
-    let _ = processor.await;
+    drop(out);
     drop_conn(&shared, conn_id);
-    // Every sender of the writer's queue is gone now: it flushes what is left and ends.
+    // Every sender of the writer's queue goes once the committer has answered what it holds:
+    // the writer flushes what is left and ends.
     if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         tracing::debug!(%peer, "writer did not finish flushing; dropping the connection");
     }
@@ -401,67 +416,6 @@ fn authenticate(shared: &Shared, a: &AuthPacket, peer: SocketAddr) -> Option<Vec
             Some(ids)
         }
         _ => None,
-    }
-}
-
-async fn process_loop(shared: Arc<Shared>, mut slots: mpsc::UnboundedReceiver<Slot>, conn_id: ConnId, session: i64) {
-    let out = match shared.lock().conns.get(&conn_id) {
-        Some(c) => c.out.clone(),
-        None => return,
-    };
-    while let Some(slot) = slots.recv().await {
-        let (frame, at, opname) = match slot {
-            Slot::Immediate(f) => {
-                let _ = out.send(Out::Frame(f));
-                count_sent(&shared, conn_id, None, "NA");
-                continue;
-            }
-            Slot::Close => {
-                let _ = out.send(Out::Close);
-                break;
-            }
-            Slot::Write { xid, opcode, at, rx } => {
-                let Ok(applied) = rx.await else { break };
-                (write_reply(xid, opcode, &applied), at, op::name(opcode))
-            }
-            Slot::Read { xid, at, req, auth } => {
-                let mut core = shared.lock();
-                let ctx = ReadCtx { conn: conn_id, session, auth: &auth };
-                let mut pre = Vec::new();
-                let result = execute_read(&mut core, &ctx, &req, &mut pre);
-                let zxid = core.tree.last_zxid();
-                drop(core);
-                for f in pre {
-                    let _ = out.send(Out::Frame(f));
-                }
-                let reply_xid = if matches!(req, Request::Ping) { xid::PING } else { xid };
-                let frame = match result {
-                    Ok(body) => reply_frame(reply_xid, zxid, 0, body.as_deref()),
-                    Err(e) => reply_frame(reply_xid, zxid, e.code(), None),
-                };
-                (frame, at, op::name(req.opcode()))
-            }
-        };
-        let _ = out.send(Out::Frame(frame));
-        count_sent(&shared, conn_id, Some(at), opname);
-    }
-}
-
-fn count_sent(shared: &Shared, conn_id: ConnId, at: Option<Instant>, opname: &'static str) {
-    let mut core = shared.lock();
-    core.stats.sent += 1;
-    let zxid = core.tree.last_zxid();
-    let ms = at.map(|a| a.elapsed().as_millis() as u64);
-    if let Some(ms) = ms {
-        core.stats.latency.record(ms);
-    }
-    if let Some(c) = core.conns.get_mut(&conn_id) {
-        c.sent += 1;
-        c.last_zxid = zxid;
-        c.last_op = opname;
-        if let Some(ms) = ms {
-            c.latency.record(ms);
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +39,11 @@ pub struct ConnEntry {
     pub received: u64,
     pub sent: u64,
     pub last_zxid: i64,
+    pub last_cxid: i32,
     pub last_op: &'static str,
+    /// When the last reply left (ms since the epoch) and how long it took.
+    pub last_response: i64,
+    pub last_latency: u64,
     pub latency: Latency,
 }
 
@@ -96,10 +100,49 @@ pub struct Core {
     next_session_id: i64,
 }
 
-/// A write on its way to the log.
-pub struct Proposal {
-    pub txn: Txn,
-    pub reply: Option<oneshot::Sender<Applied>>,
+/// Where the answer to a client's request goes: its connection, in the session's order.
+pub struct ReplyTo {
+    pub conn: ConnId,
+    pub out: mpsc::UnboundedSender<Out>,
+    pub xid: i32,
+    pub opcode: i32,
+    pub at: Instant,
+    /// Requests of this connection queued at the committer; its reader answers a read at once
+    /// only when this is zero.
+    pub pending: Arc<AtomicUsize>,
+}
+
+impl ReplyTo {
+    /// Sends the frame (and a close, if asked), then counts the request as done.
+    fn send(self, core: &mut Core, frame: Option<Vec<u8>>, close: bool) {
+        if let Some(f) = frame {
+            let _ = self.out.send(Out::Frame(f));
+            core.count_reply(self.conn, Some(self.at), self.opcode, self.xid);
+        }
+        if close {
+            let _ = self.out.send(Out::Close);
+        }
+        self.pending.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Who waits for a write.
+pub enum Reply {
+    None,
+    /// The server itself (session creation in the handshake).
+    Internal(oneshot::Sender<Applied>),
+    Client(ReplyTo),
+}
+
+/// What the committer is given, in each session's request order.
+pub enum Proposal {
+    /// A write: logged, fsynced, applied, answered.
+    Write { txn: Txn, reply: Reply },
+    /// A read of a session that has requests queued here: answered in its place among them,
+    /// so it sees exactly the session's earlier writes and none of its later ones.
+    Read { req: ferrozk_proto::Request, session: i64, auth: Arc<Vec<Id>>, reply: ReplyTo },
+    /// A frame (and/or a close) that must leave after everything queued before it.
+    Forward { frame: Option<Vec<u8>>, close: bool, reply: ReplyTo },
 }
 
 pub struct Shared {
@@ -166,13 +209,24 @@ impl Shared {
     pub fn propose(&self, session: i64, auth: Vec<Id>, op: TxnOp) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
         let txn = Txn { session, time: wall_ms(), auth, op };
-        let _ = self.proposals.send(Some(Proposal { txn, reply: Some(tx) }));
+        let _ = self.proposals.send(Some(Proposal::Write { txn, reply: Reply::Internal(tx) }));
         rx
+    }
+
+    /// Sends a client's request to the committer, to be answered on its connection in order.
+    pub fn submit(&self, p: Proposal) {
+        match &p {
+            Proposal::Write { reply: Reply::Client(r), .. } | Proposal::Read { reply: r, .. } | Proposal::Forward { reply: r, .. } => {
+                r.pending.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        let _ = self.proposals.send(Some(p));
     }
 
     fn propose_detached(&self, session: i64, op: TxnOp) {
         let txn = Txn { session, time: wall_ms(), auth: Vec::new(), op };
-        let _ = self.proposals.send(Some(Proposal { txn, reply: None }));
+        let _ = self.proposals.send(Some(Proposal::Write { txn, reply: Reply::None }));
     }
 }
 
@@ -243,6 +297,29 @@ impl Core {
     }
 
     /// Everything that follows an applied entry on this server: session tracking and watches.
+    /// Counts a reply for `srvr`/`cons`/`mntr`.
+    pub fn count_reply(&mut self, conn: ConnId, at: Option<Instant>, opcode: i32, xid: i32) {
+        self.stats.sent += 1;
+        let zxid = self.tree.last_zxid();
+        let ms = at.map(|a| a.elapsed().as_millis() as u64);
+        if let Some(ms) = ms {
+            self.stats.latency.record(ms);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sent += 1;
+            c.last_zxid = zxid;
+            c.last_op = ferrozk_proto::codes::op::name(opcode);
+            if xid >= 0 {
+                c.last_cxid = xid;
+            }
+            if let Some(ms) = ms {
+                c.latency.record(ms);
+                c.last_latency = ms;
+                c.last_response = wall_ms();
+            }
+        }
+    }
+
     fn after_apply(&mut self, shared: &Shared, txn: &Txn, applied: &Applied, from_client: bool) {
         match &txn.op {
             TxnOp::CreateSession { timeout, .. } => {
@@ -252,7 +329,7 @@ impl Core {
             }
             TxnOp::CloseSession => {
                 if let Some(t) = self.sessions.remove(&txn.session) {
-                    // A client's own close is answered by its connection, which then closes.
+                    // A client's own close is answered first; the committer then closes it.
                     if !from_client {
                         if let Some(c) = t.owner.and_then(|o| self.conns.get(&o)) {
                             let _ = c.out.send(Out::Close);
@@ -313,12 +390,19 @@ pub fn run_committer(
             }
         }
         let durable = (|| -> std::io::Result<()> {
+            let mut any = false;
             for p in &batch {
-                buf.clear();
-                p.txn.encode(&mut buf);
-                wal.append(0, &buf)?;
+                if let Proposal::Write { txn, .. } = p {
+                    buf.clear();
+                    txn.encode(&mut buf);
+                    wal.append(0, &buf)?;
+                    any = true;
+                }
             }
-            wal.sync()
+            if any {
+                wal.sync()?;
+            }
+            Ok(())
         })();
         if let Err(e) = durable {
             // Unacknowledged writes are dropped (their clients see the connection close);
@@ -326,14 +410,34 @@ pub fn run_committer(
             tracing::error!("cannot write the transaction log {}: {e}; refusing further writes", wal.current_segment().display());
             return;
         }
-        since_snapshot += batch.len() as u64;
         let mut core = shared.lock();
         for p in batch.drain(..) {
-            let zxid = core.tree.last_zxid() + 1;
-            let applied = core.tree.apply(zxid, &p.txn);
-            core.after_apply(&shared, &p.txn, &applied, p.reply.is_some());
-            if let Some(tx) = p.reply {
-                let _ = tx.send(applied);
+            match p {
+                Proposal::Write { txn, reply } => {
+                    since_snapshot += 1;
+                    let zxid = core.tree.last_zxid() + 1;
+                    let applied = core.tree.apply(zxid, &txn);
+                    core.after_apply(&shared, &txn, &applied, !matches!(reply, Reply::None));
+                    match reply {
+                        Reply::None => {}
+                        Reply::Internal(tx) => {
+                            let _ = tx.send(applied);
+                        }
+                        Reply::Client(r) => {
+                            let frame = crate::ops::write_reply(r.xid, r.opcode, &applied);
+                            let close = txn.op == TxnOp::CloseSession;
+                            r.send(&mut core, Some(frame), close);
+                        }
+                    }
+                }
+                Proposal::Read { req, session, auth, reply } => {
+                    let (pre, frame) = crate::ops::answer_read(&mut core, reply.conn, session, &auth, reply.xid, &req);
+                    for f in pre {
+                        let _ = reply.out.send(Out::Frame(f));
+                    }
+                    reply.send(&mut core, Some(frame), false);
+                }
+                Proposal::Forward { frame, close, reply } => reply.send(&mut core, frame, close),
             }
         }
         let last = core.tree.last_zxid() as u64;

@@ -141,7 +141,7 @@ fn connections(shared: &Shared) -> String {
     for (_, c) in conns {
         let _ = writeln!(
             s,
-            " /{}[1](queued=0,recved={},sent={},sid={},lop={},est={},to={},lzxid=0x{:x},lresp=0,llat=0,minlat={},avglat={:.1},maxlat={})",
+            " /{}[1](queued=0,recved={},sent={},sid={},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={})",
             c.peer,
             c.received,
             c.sent,
@@ -149,9 +149,12 @@ fn connections(shared: &Shared) -> String {
             short_op(c.last_op),
             c.established.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
             core.sessions.get(&c.session).map_or(0, |t| t.timeout),
+            c.last_cxid,
             c.last_zxid,
+            c.last_response,
+            c.last_latency,
             c.latency.min,
-            c.latency.avg(),
+            c.latency.avg() as u64,
             c.latency.max,
         );
     }
@@ -198,7 +201,8 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
     let _ = writeln!(s, "Outstanding: {}", core.stats.outstanding);
     let _ = writeln!(s, "Zxid: 0x{:x}", core.tree.last_zxid());
     let _ = writeln!(s, "Mode: standalone");
-    let _ = writeln!(s, "Node count: {}", core.tree.node_count());
+    // ZooKeeper's count includes the root twice ("" and "/" are both keys of its map).
+    let _ = writeln!(s, "Node count: {}", core.tree.node_count() + 1);
     s
 }
 
@@ -244,7 +248,7 @@ fn mntr(shared: &Shared) -> String {
         ("zk_num_alive_connections", core.conns.len().to_string()),
         ("zk_avg_latency", format!("{:.1}", l.avg())),
         ("zk_outstanding_requests", core.stats.outstanding.to_string()),
-        ("zk_znode_count", core.tree.node_count().to_string()),
+        ("zk_znode_count", (core.tree.node_count() + 1).to_string()),
         ("zk_global_sessions", core.sessions.len().to_string()),
         ("zk_packets_sent", core.stats.sent.to_string()),
         ("zk_packets_received", core.stats.received.to_string()),

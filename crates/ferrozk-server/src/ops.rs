@@ -110,6 +110,21 @@ pub fn write_reply(xid: i32, opcode: i32, applied: &Applied) -> Vec<u8> {
     }
 }
 
+/// Runs a read for a connection and frames its reply; `pre` holds notifications that must go
+/// out before it (setWatches).
+pub fn answer_read(core: &mut Core, conn: ConnId, session: i64, auth: &[Id], xid: i32, req: &Request) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let ctx = ReadCtx { conn, session, auth };
+    let mut pre = Vec::new();
+    let result = execute_read(core, &ctx, req, &mut pre);
+    let zxid = core.tree.last_zxid();
+    let reply_xid = if matches!(req, Request::Ping) { ferrozk_proto::codes::xid::PING } else { xid };
+    let frame = match result {
+        Ok(body) => reply_frame(reply_xid, zxid, 0, body.as_deref()),
+        Err(e) => reply_frame(reply_xid, zxid, e.code(), None),
+    };
+    (pre, frame)
+}
+
 /// The connection a read runs for.
 pub struct ReadCtx<'a> {
     pub conn: ConnId,
