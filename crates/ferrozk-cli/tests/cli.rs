@@ -245,8 +245,8 @@ Acl is not valid : null
 Unknown perm type: z
 x
 Auth scheme: User
-ip: 127.0.0.1
 digest: user1
+ip: 127.0.0.1
 Created /q
 listquota-placeholder
 count=2,bytes=-1=;byteHardLimit=5;countHardLimit=-1

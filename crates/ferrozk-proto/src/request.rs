@@ -43,6 +43,25 @@ impl MultiOp {
     }
 }
 
+/// A create inside a multi. ZooKeeper 3.9 cannot build one with a null ACL (its CreateOptions
+/// requires one), so the whole multi is undecodable then; a single create takes null as empty.
+fn decode_multi_create(r: &mut Reader<'_>) -> DecodeResult<CreateRequest> {
+    let path = String::decode(r)?;
+    let data = Decode::decode(r)?;
+    let n = r.read_i32()?;
+    if n == -1 {
+        return Err(DecodeError::BadValue("null ACL in a multi create", -1));
+    }
+    if n < 0 || n as usize > r.remaining() {
+        return Err(DecodeError::BadLength(n));
+    }
+    let mut acl = Vec::with_capacity((n as usize).min(64));
+    for _ in 0..n {
+        acl.push(Acl::decode(r)?);
+    }
+    Ok(CreateRequest { path, data, acl, flags: r.read_i32()? })
+}
+
 /// The ops of a multi, as `MultiOperationRecord` frames them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MultiRequest {
@@ -58,9 +77,7 @@ impl Decode for MultiRequest {
                 return Ok(MultiRequest { ops });
             }
             let o = match h.op {
-                op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
-                    MultiOp::Create(h.op, CreateRequest::decode(r)?)
-                }
+                op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => MultiOp::Create(h.op, decode_multi_create(r)?),
                 op::CREATE_TTL => MultiOp::CreateTtl(CreateTtlRequest::decode(r)?),
                 op::DELETE => MultiOp::Delete(DeleteRequest::decode(r)?),
                 op::SET_DATA => MultiOp::SetData(SetDataRequest::decode(r)?),

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Proposal, Reply, ReplyTo, Shared, Tracked};
 use crate::fourlw;
-use crate::ops::{answer_read, reply_frame, write_txn};
+use crate::ops::{self, answer_read, reply_frame, write_txn};
 
 struct FrameReader<R> {
     rd: R,
@@ -338,8 +338,14 @@ async fn run_session<R, W>(
             Ok(req) => req,
             Err(e) => {
                 tracing::debug!(%peer, op = hdr.op, "undecodable request: {e}");
-                let zxid = shared.lock().tree.last_zxid();
-                ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
+                if ops::is_write_opcode(hdr.op) {
+                    // ZooKeeper fails an undecodable write in preparation: it still takes a zxid.
+                    let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: TxnOp::Error(ErrorCode::MarshallingError) };
+                    shared.submit(Proposal::Write { txn, reply: Reply::Client(reply_to()) });
+                } else {
+                    let zxid = shared.lock().tree.last_zxid();
+                    ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
+                }
                 continue;
             }
         };

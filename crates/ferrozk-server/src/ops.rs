@@ -19,34 +19,55 @@ pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> 
     out
 }
 
-/// Inside a multi the flags, not the sub-op's opcode, decide what is created (ZooKeeper
-/// rebuilds each op with `Op.create`): 4 makes a container, 5/6 a TTL node (only from a
-/// createTTL sub-op; from a plain create ZooKeeper fails the whole multi), anything else a
-/// plain or ephemeral node answered as `create`.
-fn multi_create(r: &CreateRequest, ttl: Option<i64>) -> Result<TxnOp, ErrorCode> {
-    let mode = CreateMode::from_flag(r.flags).unwrap_or(CreateMode::Persistent);
-    let (opcode, ttl) = if mode.is_ttl() {
-        (op::CREATE_TTL, ttl.ok_or(ErrorCode::MarshallingError)?)
-    } else if mode.is_container() {
-        (op::CREATE_CONTAINER, -1)
-    } else {
-        (op::CREATE, -1)
+/// How ZooKeeper 3.9 rebuilds a multi's create (`MultiOperationRecord`, ZOOKEEPER-4026): a
+/// create, create2 or createContainer sub-op keeps its opcode (so create2 is answered with a
+/// Stat), flags 4 make a container whatever the opcode, and flags that are no create mode, or
+/// TTL flags without a TTL, fail the whole multi with MARSHALLINGERROR. A createTTL sub-op
+/// with non-TTL flags becomes a plain create.
+fn multi_create(opcode: i32, r: &CreateRequest, ttl: Option<i64>) -> Result<TxnOp, ErrorCode> {
+    let (opcode, ttl) = match ttl {
+        None => {
+            let mode = CreateMode::from_flag(r.flags).ok_or(ErrorCode::MarshallingError)?;
+            if mode.is_ttl() {
+                return Err(ErrorCode::MarshallingError);
+            }
+            (if mode.is_container() { op::CREATE_CONTAINER } else { opcode }, -1)
+        }
+        Some(ttl) => {
+            let mode = CreateMode::from_flag(r.flags).unwrap_or(CreateMode::Persistent);
+            if mode.is_ttl() {
+                (op::CREATE_TTL, ttl)
+            } else if mode.is_container() {
+                (op::CREATE_CONTAINER, -1)
+            } else {
+                (op::CREATE, -1)
+            }
+        }
     };
     Ok(TxnOp::Create { opcode, path: r.path.clone(), data: r.data.clone(), acl: r.acl.clone(), flags: r.flags, ttl })
 }
 
 fn multi_op_to_txn(o: &MultiOp) -> Result<TxnOp, ErrorCode> {
     Ok(match o {
-        MultiOp::Create(_, r) => multi_create(r, None)?,
+        MultiOp::Create(code, r) => multi_create(*code, r, None)?,
         MultiOp::CreateTtl(r) => {
             let as_create = CreateRequest { path: r.path.clone(), data: r.data.clone(), acl: r.acl.clone(), flags: r.flags };
-            multi_create(&as_create, Some(r.ttl))?
+            multi_create(op::CREATE_TTL, &as_create, Some(r.ttl))?
         }
         MultiOp::Delete(r) => TxnOp::Delete { path: r.path.clone(), version: r.version },
         MultiOp::SetData(r) => TxnOp::SetData { path: r.path.clone(), data: r.data.clone(), version: r.version },
         MultiOp::Check(r) => TxnOp::Check { path: r.path.clone(), version: r.version },
         MultiOp::GetChildren(_) | MultiOp::GetData(_) => return Err(ErrorCode::MarshallingError),
     })
+}
+
+/// Opcodes that ZooKeeper sends through the log (an undecodable one still takes a zxid).
+pub fn is_write_opcode(opcode: i32) -> bool {
+    matches!(
+        opcode,
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::SET_ACL
+            | op::CHECK | op::MULTI | op::RECONFIG
+    )
 }
 
 /// The log entry for a write request, or `None` for requests that are not writes.
@@ -218,9 +239,8 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
             boxed(GetEphemeralsResponse { ephemerals })
         }
         Request::WhoAmI => {
-            let client_info = ctx
-                .auth
-                .iter()
+            let client_info = acl::java_set_order(ctx.auth)
+                .into_iter()
                 .map(|id| ClientInfo {
                     auth_scheme: id.scheme.clone(),
                     user: match id.scheme.as_str() {

@@ -58,6 +58,34 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
     matches!(scheme, "digest" | "x509" | "sasl")
 }
 
+/// Java's `String.hashCode` (over UTF-16 units).
+fn java_string_hash(s: &str) -> i32 {
+    let mut h: i32 = 0;
+    for u in s.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(u as i32);
+    }
+    h
+}
+
+/// The order in which ZooKeeper iterates a connection's identities: they live in a
+/// `ConcurrentHashMap`-backed set, so `auth` ACLs expand, and whoAmI lists, in hash-bin order
+/// (insertion order within a bin). Clients can see this order, so it is reproduced.
+pub fn java_set_order(ids: &[Id]) -> Vec<&Id> {
+    // The table starts at 16 bins and doubles when it passes three quarters full.
+    let mut bins = 16usize;
+    while ids.len() > bins * 3 / 4 {
+        bins *= 2;
+    }
+    let bin = |id: &Id| {
+        let h = 37i32.wrapping_mul(37i32.wrapping_mul(17).wrapping_add(java_string_hash(&id.scheme))).wrapping_add(java_string_hash(&id.id));
+        let spread = (h ^ ((h as u32) >> 16) as i32) & 0x7fff_ffff;
+        spread as usize & (bins - 1)
+    };
+    let mut v: Vec<(usize, usize, &Id)> = ids.iter().enumerate().map(|(i, id)| (bin(id), i, id)).collect();
+    v.sort_by_key(|(bin, at, _)| (*bin, *at));
+    v.into_iter().map(|(_, _, id)| id).collect()
+}
+
 /// `PrepRequestProcessor.fixupACL`: drops duplicates, rejects malformed ids, and expands `auth`
 /// into the requester's authenticated identities.
 pub fn fixup_acl(auth: &[Id], acls: &[Acl], x509: bool) -> Result<Vec<Acl>, ErrorCode> {
@@ -79,7 +107,7 @@ pub fn fixup_acl(auth: &[Id], acls: &[Acl], x509: bool) -> Result<Vec<Acl>, Erro
             out.push(a.clone());
         } else if a.id.scheme == "auth" {
             let mut any = false;
-            for cid in auth {
+            for cid in java_set_order(auth) {
                 if is_authenticated_scheme(&cid.scheme) {
                     any = true;
                     out.push(Acl { perms: a.perms, id: cid.clone() });
@@ -169,6 +197,17 @@ mod tests {
     fn digest_matches_zookeeper() {
         // kazoo's harness uses super:test with this digest.
         assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    }
+
+    #[test]
+    fn identities_iterate_in_java_hash_set_order() {
+        // ZooKeeper 3.8 (zkCli whoami after addauth user1, alice, bob, carol in that order)
+        // lists carol, alice, user1, ip, bob.
+        let ids: Vec<Id> = std::iter::once(id("ip", "127.0.0.1"))
+            .chain(["user1:pw", "alice:a", "bob:b", "carol:c"].iter().map(|u| id("digest", &digest(u))))
+            .collect();
+        let order: Vec<&str> = java_set_order(&ids).iter().map(|i| i.id.split(':').next().unwrap()).collect();
+        assert_eq!(order, vec!["carol", "alice", "user1", "127.0.0.1", "bob"]);
     }
 
     #[test]

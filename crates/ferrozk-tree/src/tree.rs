@@ -262,8 +262,12 @@ impl DataTree {
         h
     }
 
-    /// The number of nodes below `path`, not counting itself.
+    /// The number of nodes below `path`, not counting itself. ZooKeeper counts every key
+    /// under "" (its alias of the root), the root included, so "" gives one more than "/".
     pub fn all_children_number(&self, path: &str) -> usize {
+        if path.is_empty() {
+            return self.nodes.len();
+        }
         let mut stack = vec![path.to_string()];
         let mut n = 0;
         while let Some(p) = stack.pop() {
