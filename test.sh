@@ -52,6 +52,10 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "zkCli.sh script" bash interop/zkcli/run.sh
     step "ferrozk cli vs zkCli.sh" bash crates/ferrozk-cli/tests/zkcli_interop.sh
     step "C client" bash interop/cclient/run.sh
+    step "pipelining order (raw wire)" bash interop/clients/repro/run.sh
+    step "Curator" bash interop/clients/curator/run.sh
+    step "Go client" bash interop/clients/go/run.sh
+    step "Node client" bash interop/clients/node/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
   fi
