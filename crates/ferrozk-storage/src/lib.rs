@@ -116,6 +116,14 @@ impl Wal {
         let mut expected = None;
         for (i, (first, path)) in segments.iter().enumerate() {
             let last_segment = i + 1 == segments.len();
+            // A segment wholly covered by the snapshot is not needed: skip reading it (a restart
+            // on a long log then costs only what the snapshot does not hold).
+            if let Some(next) = segments.get(i + 1) {
+                if next.0 <= after + 1 {
+                    expected = Some(next.0);
+                    continue;
+                }
+            }
             let valid_len = read_segment(path, *first, last_segment, &mut expected, &mut records)?;
             records.retain(|r| r.index > after);
             if last_segment {
@@ -386,6 +394,34 @@ mod tests {
         assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
         assert_eq!(recs[4].payload, b"entry 4");
         assert_eq!(wal.next_index(), 6);
+    }
+
+    #[test]
+    fn segments_covered_by_a_snapshot_are_not_read() {
+        let d = tmpdir("covered");
+        {
+            let (mut wal, _) = Wal::open(&d).unwrap();
+            for i in 0..3 {
+                wal.append(0, format!("a{i}").as_bytes()).unwrap();
+            }
+            wal.sync().unwrap();
+            wal.roll().unwrap();
+            for i in 0..3 {
+                wal.append(0, format!("b{i}").as_bytes()).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        // Damage the first segment: it is not needed after a snapshot at index 3.
+        let first = d.join(segment_name(1));
+        let mut bytes = fs::read(&first).unwrap();
+        let at = bytes.len() - 2;
+        bytes[at] ^= 1;
+        fs::write(&first, &bytes).unwrap();
+        let (wal, recs) = Wal::open_after(&d, 3).unwrap();
+        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![4, 5, 6]);
+        assert_eq!(wal.next_index(), 7);
+        // Without the snapshot the damage is found.
+        assert!(Wal::open(&d).is_err());
     }
 
     #[test]
