@@ -566,25 +566,16 @@ pub async fn run_expiry(shared: Arc<Shared>) {
     let tick = shared.config.tick_time.max(1);
     let reap_every = shared.config.container_check_interval_ms;
     let mut next_reap = shared.now() + reap_every;
+    let mut next_tick = (shared.now() / tick + 1) * tick;
     loop {
+        // Wake for whichever comes first: the next tick boundary or the next reaping.
         let now = shared.now();
-        let next_tick = (now / tick + 1) * tick;
-        tokio::time::sleep(Duration::from_millis(next_tick - now)).await;
+        let wake = next_tick.min(next_reap);
+        tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
         let now = shared.now();
-        let expired: Vec<i64> = {
-            let mut core = shared.lock();
-            let mut ids = Vec::new();
-            for (id, t) in core.sessions.iter_mut() {
-                if !t.closing && t.expires_at <= now {
-                    t.closing = true;
-                    ids.push(*id);
-                }
-            }
-            ids
-        };
-        for id in expired {
-            tracing::info!(session = format!("0x{id:x}"), "session expired");
-            shared.propose_detached(id, TxnOp::CloseSession);
+        if now >= next_tick {
+            next_tick = (now / tick + 1) * tick;
+            expire_sessions(&shared, now);
         }
         if now >= next_reap {
             next_reap = now + reap_every;
@@ -593,5 +584,24 @@ pub async fn run_expiry(shared: Arc<Shared>) {
                 shared.propose_detached(0, TxnOp::DeleteContainer { path });
             }
         }
+    }
+}
+
+/// Proposes the close of every session whose lease ran out by `now`.
+fn expire_sessions(shared: &Shared, now: u64) {
+    let expired: Vec<i64> = {
+        let mut core = shared.lock();
+        let mut ids = Vec::new();
+        for (id, t) in core.sessions.iter_mut() {
+            if !t.closing && t.expires_at <= now {
+                t.closing = true;
+                ids.push(*id);
+            }
+        }
+        ids
+    };
+    for id in expired {
+        tracing::info!(session = format!("0x{id:x}"), "session expired");
+        shared.propose_detached(id, TxnOp::CloseSession);
     }
 }
