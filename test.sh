@@ -56,6 +56,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "Curator" bash interop/clients/curator/run.sh
     step "Go client" bash interop/clients/go/run.sh
     step "Node client" bash interop/clients/node/run.sh
+    step "cross-client lock (Rust + kazoo)" bash interop/clients/crosslock/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
   fi

@@ -19,6 +19,7 @@
 //! events fire on re-attach). Errors are ZooKeeper's own codes ([`ErrorCode`]).
 
 mod connection;
+pub mod recipes;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
