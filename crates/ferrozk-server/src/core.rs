@@ -551,6 +551,13 @@ pub fn purge(config: &ServerConfig) -> Result<(), String> {
 
 /// Takes snapshots when the committer asks, one at a time, newest request first.
 pub fn run_snapshotter(config: ServerConfig, rx: std::sync::mpsc::Receiver<u64>) {
+    // The snapshot competes with the request path for the cores; it yields to it (Linux
+    // threads have their own nice value).
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
     while let Ok(mut target) = rx.recv() {
         while let Ok(t) = rx.try_recv() {
             target = t;

@@ -46,17 +46,28 @@ pub fn list(dir: &Path) -> Vec<SnapshotFile> {
     v
 }
 
-struct HashingWriter<W> {
-    inner: W,
+/// Flushes to disk every few MiB while the snapshot is written: a large burst of dirty pages
+/// would make the log's fsyncs (on the request path) wait behind it.
+const SYNC_EVERY: u64 = 4 << 20;
+
+struct HashingWriter {
+    inner: BufWriter<File>,
     hasher: crc32fast::Hasher,
     len: u64,
+    unsynced: u64,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.inner.flush()?;
+            self.inner.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -75,7 +86,7 @@ pub fn write(dir: &Path, index: u64, body: impl FnOnce(&mut dyn Write) -> io::Re
     w.write_all(&VERSION.to_be_bytes())?;
     w.write_all(&0u32.to_be_bytes())?;
     w.write_all(&index.to_be_bytes())?;
-    let mut hw = HashingWriter { inner: w, hasher: crc32fast::Hasher::new(), len: 0 };
+    let mut hw = HashingWriter { inner: w, hasher: crc32fast::Hasher::new(), len: 0, unsynced: 0 };
     body(&mut hw)?;
     let (mut w, crc, len) = (hw.inner, hw.hasher.finalize(), hw.len);
     w.write_all(&len.to_be_bytes())?;
