@@ -85,3 +85,67 @@ async fn readers_share_and_a_writer_waits_for_them() {
     w.release().await.unwrap();
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_hands_over_in_queue_order() {
+    use ferrozk_client::recipes::LeaderElection;
+    let s = server("election").await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let zk = Client::connect(&s.connect_string()).await.unwrap();
+        let order = order.clone();
+        let mut e = LeaderElection::new(&zk, "/election", &format!("c{i}"));
+        tasks.push(tokio::spawn(async move {
+            e.run(async {
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                assert_eq!(order.lock().unwrap().last(), Some(&i), "another leader started while this one led");
+            })
+            .await
+            .unwrap();
+            zk.close().await;
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Each candidate led exactly once, one after the other (checked inside `run`).
+    let mut led = order.lock().unwrap().clone();
+    led.sort();
+    assert_eq!(led, vec![0, 1, 2]);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_loses_no_update_and_barrier_releases_waiters() {
+    use ferrozk_client::recipes::{Barrier, Counter};
+    let s = server("counter").await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let zk = Client::connect(&s.connect_string()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let c = Counter::new(&zk, "/counters/hits");
+            for _ in 0..25 {
+                c.add(1).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let zk = Client::connect(&s.connect_string()).await.unwrap();
+    assert_eq!(Counter::new(&zk, "/counters/hits").get().await.unwrap(), 100);
+    let b = Barrier::new(&zk, "/barriers/start");
+    b.create().await.unwrap();
+    assert!(!b.wait(Some(Duration::from_millis(100))).await.unwrap(), "raised barrier holds");
+    let waiter = {
+        let zk = Client::connect(&s.connect_string()).await.unwrap();
+        tokio::spawn(async move { Barrier::new(&zk, "/barriers/start").wait(Some(Duration::from_secs(10))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.remove().await.unwrap();
+    assert!(waiter.await.unwrap().unwrap(), "lowering releases the waiter");
+    s.shutdown().await;
+}

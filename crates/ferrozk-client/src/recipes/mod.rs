@@ -2,8 +2,10 @@
 //! watches only the node just ahead of it, so a release wakes exactly one waiter.
 
 mod lock;
+mod misc;
 
 pub use lock::{Lock, LockKind};
+pub use misc::{Barrier, Counter, LeaderElection};
 
 use crate::{open_acl, Client, CreateMode, ErrorCode};
 
