@@ -37,8 +37,68 @@ pub struct ServerConfig {
     /// `secureClientPort` (and `secureClientPortAddress`): TLS for clients.
     pub secure_client_addr: Option<SocketAddr>,
     pub tls: TlsSettings,
+    /// `server.N` lines: the ensemble's members. Empty for a standalone server.
+    pub members: Vec<Member>,
+    /// This server's id: the `myid` file in dataDir (read at start) unless set here.
+    pub my_id: Option<u64>,
+    /// `linearizableReads`: every read waits for the leader's read index (a ferrozk extra).
+    pub linearizable_reads: bool,
     /// Keys present in the file that this version does not act on.
     pub unused_keys: Vec<String>,
+}
+
+/// One `server.N=host:quorumPort:electionPort[:participant|observer][;[clientAddress:]clientPort]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub host: String,
+    /// ferrozk's replication traffic (Raft and forwarded writes) uses this port.
+    pub quorum_port: u16,
+    /// Accepted for compatibility; ferrozk elects over the quorum port.
+    pub election_port: u16,
+    pub observer: bool,
+    pub client_addr: Option<SocketAddr>,
+}
+
+impl Member {
+    /// Parses the value of a `server.N` line.
+    pub fn parse(id: u64, value: &str) -> Result<Member, String> {
+        let (addrs, client) = match value.split_once(';') {
+            Some((a, c)) => (a.trim(), Some(c.trim())),
+            None => (value.trim(), None),
+        };
+        let parts: Vec<&str> = addrs.split(':').collect();
+        if parts.len() < 3 || parts.len() > 4 {
+            return Err("expected host:quorumPort:electionPort[:participant|observer]".into());
+        }
+        let port = |p: &str| p.parse::<u16>().map_err(|_| format!("'{p}' is not a port number"));
+        let observer = match parts.get(3).map(|r| r.to_ascii_lowercase()) {
+            None => false,
+            Some(r) if r == "participant" => false,
+            Some(r) if r == "observer" => true,
+            Some(r) => return Err(format!("unknown role '{r}' (participant or observer)")),
+        };
+        let client_addr = match client {
+            None | Some("") => None,
+            Some(c) => Some(match c.rsplit_once(':') {
+                Some((ip, p)) => SocketAddr::new(ip.parse::<IpAddr>().map_err(|_| format!("'{ip}' is not an IP address"))?, port(p)?),
+                None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port(c)?),
+            }),
+        };
+        Ok(Member {
+            id,
+            host: parts[0].to_string(),
+            quorum_port: port(parts[1])?,
+            election_port: port(parts[2])?,
+            observer,
+            client_addr,
+        })
+    }
+
+    /// `host:quorumPort`, where the member's peers reach it.
+    pub fn peer_addr(&self) -> String {
+        format!("{}:{}", self.host, self.quorum_port)
+    }
 }
 
 impl Default for ServerConfig {
@@ -64,6 +124,9 @@ impl Default for ServerConfig {
             purge_interval_hours: 0,
             secure_client_addr: None,
             tls: TlsSettings::default(),
+            members: Vec::new(),
+            my_id: None,
+            linearizable_reads: false,
             unused_keys: Vec::new(),
         }
     }
@@ -226,9 +289,16 @@ impl ServerConfig {
                 "autopurge.snapRetainCount" => c.snap_retain_count = (num(&value)? as usize).max(3),
                 "autopurge.purgeInterval" => c.purge_interval_hours = num(&value)?,
                 "nio.sessionlessCnxnTimeout" => c.sessionless_cnxn_timeout_ms = num(&value)?.max(1),
-                k if k.starts_with("server.") || k.starts_with("group.") || k.starts_with("weight.") => {
-                    c.unused_keys.push(key.clone())
+                k if k.starts_with("server.") => {
+                    let id = k["server.".len()..].parse::<u64>().map_err(|_| bad("server.N needs a numeric N"))?;
+                    let m = Member::parse(id, &value).map_err(|e| bad(&e))?;
+                    if c.members.iter().any(|o| o.id == id) {
+                        return Err(bad("duplicate server id"));
+                    }
+                    c.members.push(m);
                 }
+                "linearizableReads" => c.linearizable_reads = boolean(&value)?,
+                k if k.starts_with("group.") || k.starts_with("weight.") => c.unused_keys.push(key.clone()),
                 k if KNOWN_UNUSED.contains(&k) || k.starts_with("ssl.") || k.starts_with("admin.")
                     || k.starts_with("metricsProvider.") || k.starts_with("authProvider.")
                     || k.starts_with("quorum.") || k.starts_with("sasl") =>
@@ -239,8 +309,18 @@ impl ServerConfig {
             }
             seen.insert(key, line);
         }
-        let port = client_port.ok_or_else(|| ConfigError(format!("{origin}: clientPort is not set")))?;
+        c.members.sort_by_key(|m| m.id);
+        // A member's client port may come from its server.N line (ZooKeeper 3.5+ style); the
+        // server picks its own once it knows its id.
+        let port = match client_port {
+            Some(p) => p,
+            None if c.members.iter().any(|m| m.client_addr.is_some()) => 0,
+            None => return Err(ConfigError(format!("{origin}: clientPort is not set"))),
+        };
         c.client_addr = SocketAddr::new(client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+        if c.members.len() == 1 && c.members[0].observer {
+            return Err(ConfigError(format!("{origin}: an ensemble needs at least one participant")));
+        }
         if let Some(p) = secure_port {
             c.secure_client_addr = Some(SocketAddr::new(secure_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), p));
             if c.tls.key_store.is_none() {
@@ -300,9 +380,29 @@ mod tests {
         assert_eq!(c.max_client_cnxns, 0);
         assert_eq!(c.jute_max_buffer, 0x100000);
         assert!(c.four_letter_allowed("stat") && !c.four_letter_allowed("dump"));
-        assert_eq!(c.unused_keys, vec!["initLimit", "syncLimit", "server.1"]);
+        assert_eq!(c.unused_keys, vec!["initLimit", "syncLimit"]);
+        assert_eq!(c.members.len(), 1);
+        assert_eq!(c.members[0].peer_addr(), "localhost:2888");
         assert_eq!(c.min_timeout(), 4000);
         assert_eq!(c.max_timeout(), 40000);
+    }
+
+    #[test]
+    fn reads_ensemble_members() {
+        let c = ServerConfig::parse(
+            "dataDir=/d\nserver.2=10.0.0.2:2888:3888;2181\nserver.1=10.0.0.1:2888:3888:participant;127.0.0.1:2182\n\
+             server.3=10.0.0.3:2888:3888:observer\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        assert_eq!(c.members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(c.members[0].client_addr, Some("127.0.0.1:2182".parse().unwrap()));
+        assert_eq!(c.members[1].client_addr, Some("0.0.0.0:2181".parse().unwrap()));
+        assert!(c.members[2].observer && !c.members[1].observer);
+        let e = ServerConfig::parse("clientPort=1\nserver.1=h:1:2:boss\n", "z").unwrap_err();
+        assert!(e.0.contains("unknown role 'boss'"), "{e}");
+        assert!(ServerConfig::parse("clientPort=1\nserver.x=h:1:2\n", "z").is_err());
+        assert!(ServerConfig::parse("clientPort=1\nserver.1=h:1\n", "z").is_err());
     }
 
     #[test]

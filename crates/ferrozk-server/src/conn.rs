@@ -7,7 +7,6 @@
 //! committer reaches the client before any reply that shows its change.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,9 +19,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Proposal, Reply, ReplyTo, Shared, Tracked};
+use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Reply, ReplyTo, Shared, Tracked, Waiting};
 use crate::fourlw;
-use crate::ops::{self, answer_read, reply_frame, write_txn};
+use crate::ops::{self, reply_frame, write_txn};
 
 struct FrameReader<R> {
     rd: R,
@@ -266,6 +265,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
 fn drop_conn(shared: &Shared, conn_id: ConnId) {
     let mut core = shared.lock();
+    core.forget_conn(conn_id);
     if let Some(c) = core.conns.remove(&conn_id) {
         if let Some(t) = core.sessions.get_mut(&c.session) {
             if t.owner == Some(conn_id) {
@@ -292,10 +292,9 @@ async fn run_session<R, W>(
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
     let Some(out) = shared.lock().conns.get(&conn_id).map(|c| c.out.clone()) else { return };
-    // Requests of this connection waiting at the committer. While there are any, everything
-    // goes there too, so that replies leave in request order and a read sees exactly the
-    // session's earlier writes; with none, a read is answered here at once.
-    let pending = Arc::new(AtomicUsize::new(0));
+    // While writes of this connection are in flight, its reads and replies queue behind them
+    // (`Core::answer_or_queue`), so that replies leave in request order and a read sees
+    // exactly the session's earlier writes; with none, a read is answered here at once.
     let mut auth = Arc::new(auth);
     loop {
         let frame = tokio::select! {
@@ -321,18 +320,10 @@ async fn run_session<R, W>(
                 c.received += 1;
             }
         }
-        let reply_to = || ReplyTo { conn: conn_id, out: out.clone(), xid: hdr.xid, opcode: hdr.op, at, pending: pending.clone() };
+        let reply_to = || ReplyTo { conn: conn_id, out: out.clone(), xid: hdr.xid, opcode: hdr.op, at };
         // A frame that must follow everything before it, then maybe a close.
         let ordered = |frame: Vec<u8>, close: bool| {
-            if pending.load(Ordering::Acquire) == 0 {
-                let _ = out.send(Out::Frame(frame));
-                shared.lock().count_reply(conn_id, Some(at), hdr.op, hdr.xid);
-                if close {
-                    let _ = out.send(Out::Close);
-                }
-            } else {
-                shared.submit(Proposal::Forward { frame: Some(frame), close, reply: reply_to() });
-            }
+            shared.lock().answer_or_queue(conn_id, Waiting::Forward { frame: Some(frame), close, reply: reply_to() });
         };
         let req = match Request::decode(hdr.op, &mut r) {
             Ok(req) => req,
@@ -341,7 +332,7 @@ async fn run_session<R, W>(
                 if ops::is_write_opcode(hdr.op) {
                     // ZooKeeper fails an undecodable write in preparation: it still takes a zxid.
                     let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: TxnOp::Error(ErrorCode::MarshallingError) };
-                    shared.submit(Proposal::Write { txn, reply: Reply::Client(reply_to()) });
+                    shared.submit_write(txn, Reply::Client(reply_to()));
                 } else {
                     let zxid = shared.lock().tree.last_zxid();
                     ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
@@ -382,19 +373,13 @@ async fn run_session<R, W>(
         }
         if let Some(txn_op) = write_txn(&req) {
             let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: txn_op };
-            shared.submit(Proposal::Write { txn, reply: Reply::Client(reply_to()) });
-        } else if pending.load(Ordering::Acquire) == 0 {
-            // Nothing of this session is in flight: answer now. The reply is queued under the
-            // lock, so it follows any notification of a change it shows.
-            let mut core = shared.lock();
-            let (pre, frame) = answer_read(&mut core, conn_id, session, &auth, hdr.xid, &req);
-            for f in pre {
-                let _ = out.send(Out::Frame(f));
-            }
-            let _ = out.send(Out::Frame(frame));
-            core.count_reply(conn_id, Some(at), hdr.op, hdr.xid);
+            shared.submit_write(txn, Reply::Client(reply_to()));
+        } else if let Request::Sync(r) = req {
+            shared.submit_sync(reply_to(), r.path);
         } else {
-            shared.submit(Proposal::Read { req, session, auth: auth.clone(), reply: reply_to() });
+            // Answered now unless writes of this connection are in flight. The reply is
+            // queued under the lock, so it follows any notification of a change it shows.
+            shared.lock().answer_or_queue(conn_id, Waiting::Read { req, session, auth: auth.clone(), reply: reply_to() });
         }
     }
     drop(out);

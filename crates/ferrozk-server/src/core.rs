@@ -1,23 +1,26 @@
-//! The state every connection shares, and the write path: proposals are applied in order by
-//! one committer task, which then tells watchers and the waiting connections.
+//! The state every connection shares, and the write path: writes are proposed to consensus
+//! ([`crate::raft`]), applied in log order by [`Core::apply_entry`] on every member, and
+//! answered by the member holding the client's connection, together with the reads that
+//! queued behind them.
 //!
 //! Lock order: `Shared::core` is the only lock; it is never held across an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrozk_proto::codes::{state, xid};
 use ferrozk_proto::frame::write_frame;
-use ferrozk_proto::{Decode, Encode, Id, ReplyHeader, WatcherEvent};
-use ferrozk_storage::{snap, Wal};
+use ferrozk_proto::{Decode, Encode, Id, ReplyHeader, SyncResponse, WatcherEvent};
+use ferrozk_storage::snap;
 use std::path::PathBuf;
 use ferrozk_tree::{acl, Applied, Change, DataTree, TreeConfig, Txn, TxnOp, Watches};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ServerConfig;
+use crate::raft::{Command, Outbound};
 
 pub type ConnId = u64;
 
@@ -98,6 +101,31 @@ pub struct Core {
     pub per_ip: HashMap<IpAddr, usize>,
     pub stats: Stats,
     next_session_id: i64,
+    /// Writes proposed by this member, by token, until applied (or failed).
+    writes: HashMap<u64, PendingWrite>,
+    /// Per connection, what waits behind its writes: their own slots and the reads and
+    /// replies that must leave after them.
+    backlog: HashMap<ConnId, VecDeque<Waiting>>,
+    next_token: u64,
+    /// Sessions heard from since the last liveness report to the leader.
+    touched: HashSet<i64>,
+}
+
+struct PendingWrite {
+    reply: Reply,
+    /// The leader and term it was handed to: a change of either fails it (its outcome is
+    /// then unknown).
+    sent_to: Option<(u64, u64)>,
+}
+
+/// Something a connection must answer in its place among its writes.
+pub enum Waiting {
+    Write(u64),
+    /// A read of a session with writes in flight: answered once they are applied, so it sees
+    /// exactly the session's earlier writes and none of its later ones.
+    Read { req: ferrozk_proto::Request, session: i64, auth: Arc<Vec<Id>>, reply: ReplyTo },
+    /// A frame (and/or a close) that must leave after everything queued before it.
+    Forward { frame: Option<Vec<u8>>, close: bool, reply: ReplyTo },
 }
 
 /// Where the answer to a client's request goes: its connection, in the session's order.
@@ -107,13 +135,10 @@ pub struct ReplyTo {
     pub xid: i32,
     pub opcode: i32,
     pub at: Instant,
-    /// Requests of this connection queued at the committer; its reader answers a read at once
-    /// only when this is zero.
-    pub pending: Arc<AtomicUsize>,
 }
 
 impl ReplyTo {
-    /// Sends the frame (and a close, if asked), then counts the request as done.
+    /// Sends the frame (and a close, if asked) and counts the reply.
     fn send(self, core: &mut Core, frame: Option<Vec<u8>>, close: bool) {
         if let Some(f) = frame {
             let _ = self.out.send(Out::Frame(f));
@@ -122,7 +147,6 @@ impl ReplyTo {
         if close {
             let _ = self.out.send(Out::Close);
         }
-        self.pending.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -132,25 +156,23 @@ pub enum Reply {
     /// The server itself (session creation in the handshake).
     Internal(oneshot::Sender<Applied>),
     Client(ReplyTo),
-}
-
-/// What the committer is given, in each session's request order.
-pub enum Proposal {
-    /// A write: logged, fsynced, applied, answered.
-    Write { txn: Txn, reply: Reply },
-    /// A read of a session that has requests queued here: answered in its place among them,
-    /// so it sees exactly the session's earlier writes and none of its later ones.
-    Read { req: ferrozk_proto::Request, session: i64, auth: Arc<Vec<Id>>, reply: ReplyTo },
-    /// A frame (and/or a close) that must leave after everything queued before it.
-    Forward { frame: Option<Vec<u8>>, close: bool, reply: ReplyTo },
+    /// A `sync`: answered with its path once the barrier entry is applied here.
+    Sync(ReplyTo, String),
 }
 
 pub struct Shared {
     pub config: ServerConfig,
     pub core: Mutex<Core>,
-    pub proposals: mpsc::UnboundedSender<Option<Proposal>>,
+    proposals: mpsc::UnboundedSender<Option<Outbound>>,
     pub started: Instant,
     pub bound: SocketAddr,
+    /// This member's id in the ensemble (1 when standalone).
+    pub my_id: u64,
+    /// Whether this server runs as one member of several (else: standalone).
+    pub ensemble: bool,
+    is_leader: AtomicBool,
+    /// The current leader's id (0: none known).
+    leader: AtomicU64,
     next_conn: AtomicU64,
 }
 
@@ -163,14 +185,22 @@ impl Shared {
         config: ServerConfig,
         bound: SocketAddr,
         tree: DataTree,
-    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Option<Proposal>>) {
+        my_id: u64,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Option<Outbound>>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let ensemble = config.members.len() > 1;
+        // Session ids carry the server id in their top byte, as ZooKeeper's do (0 standalone).
+        let sid = if ensemble { my_id } else { 0 };
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::with_tree(tree)),
+            core: Mutex::new(Core::with_tree(tree, sid)),
             config,
             proposals: tx,
             started: Instant::now(),
             bound,
+            my_id,
+            ensemble,
+            is_leader: AtomicBool::new(false),
+            leader: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -180,8 +210,8 @@ impl Shared {
         (shared, rx)
     }
 
-    /// Asks the committer to finish what it has and stop.
-    pub fn stop_committer(&self) {
+    /// Asks the proposer to send what it has and stop.
+    pub fn stop_proposer(&self) {
         let _ = self.proposals.send(None);
     }
 
@@ -205,32 +235,141 @@ impl Shared {
         ((self.now() + timeout) / tick + 1) * tick
     }
 
-    /// Sends a write to the log; the receiver yields its result once applied.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
+    }
+
+    /// The current leader's id, if one is known.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::Acquire)).filter(|l| *l != 0)
+    }
+
+    /// Sends a write to consensus; the receiver yields its result once applied here.
     pub fn propose(&self, session: i64, auth: Vec<Id>, op: TxnOp) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
-        let txn = Txn { session, time: wall_ms(), auth, op };
-        let _ = self.proposals.send(Some(Proposal::Write { txn, reply: Reply::Internal(tx) }));
+        self.submit_write(Txn { session, time: wall_ms(), auth, op }, Reply::Internal(tx));
         rx
     }
 
-    /// Sends a client's request to the committer, to be answered on its connection in order.
-    pub fn submit(&self, p: Proposal) {
-        match &p {
-            Proposal::Write { reply: Reply::Client(r), .. } | Proposal::Read { reply: r, .. } | Proposal::Forward { reply: r, .. } => {
-                r.pending.fetch_add(1, Ordering::AcqRel);
-            }
-            _ => {}
-        }
-        let _ = self.proposals.send(Some(p));
+    fn propose_detached(&self, session: i64, op: TxnOp) {
+        self.submit_write(Txn { session, time: wall_ms(), auth: Vec::new(), op }, Reply::None);
     }
 
-    fn propose_detached(&self, session: i64, op: TxnOp) {
-        let txn = Txn { session, time: wall_ms(), auth: Vec::new(), op };
-        let _ = self.proposals.send(Some(Proposal::Write { txn, reply: Reply::None }));
+    /// Proposes a client's write; it is answered on its connection, in order, once applied.
+    pub fn submit_write(&self, txn: Txn, reply: Reply) {
+        let mut bytes = Vec::new();
+        txn.encode(&mut bytes);
+        self.submit(Some(bytes), reply);
+    }
+
+    /// A `sync`: a barrier entry through the leader; once this member applies it, every write
+    /// acknowledged before the sync is visible here.
+    pub fn submit_sync(&self, reply: ReplyTo, path: String) {
+        self.submit(None, Reply::Sync(reply, path));
+    }
+
+    fn submit(&self, txn: Option<Vec<u8>>, reply: Reply) {
+        let token = {
+            let mut core = self.lock();
+            core.next_token += 1;
+            let token = core.next_token;
+            if let Reply::Client(r) | Reply::Sync(r, _) = &reply {
+                core.backlog.entry(r.conn).or_default().push_back(Waiting::Write(token));
+            }
+            core.writes.insert(token, PendingWrite { reply, sent_to: None });
+            token
+        };
+        let command = Command { origin: self.my_id, token, txn };
+        let _ = self.proposals.send(Some(Outbound::Write { token, command }));
+    }
+
+    /// The proposer hands these writes to `leader` in `term` now.
+    pub fn mark_sent(&self, tokens: &[u64], leader: u64, term: u64) {
+        let mut core = self.lock();
+        for t in tokens {
+            if let Some(w) = core.writes.get_mut(t) {
+                w.sent_to = Some((leader, term));
+            }
+        }
+    }
+
+    /// Writes handed to a leader other than `current` (all, if `None`) have an unknown
+    /// outcome: their connections are closed (the client sees a connection loss, as in
+    /// ZooKeeper) and nothing waits for them.
+    pub fn fail_sent_writes(&self, current: Option<(u64, u64)>) {
+        let mut core = self.lock();
+        let failed: Vec<u64> = core
+            .writes
+            .iter()
+            .filter(|(_, w)| w.sent_to.is_some() && (current.is_none() || w.sent_to != current))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in failed {
+            if let Some(w) = core.writes.remove(&t) {
+                if let Reply::Client(r) | Reply::Sync(r, _) = w.reply {
+                    core.backlog.remove(&r.conn);
+                    let _ = r.out.send(Out::Close);
+                }
+            }
+        }
+    }
+
+    pub fn on_leader_change(&self, leader: Option<u64>, term: u64) {
+        let leading = leader == Some(self.my_id);
+        self.leader.store(leader.unwrap_or(0), Ordering::Release);
+        self.is_leader.store(leading, Ordering::Release);
+        self.fail_sent_writes(leader.map(|l| (l, term)));
+        if leading {
+            // A new leader gives every session a fresh timeout (it cannot know when followers
+            // last heard from their clients).
+            let mut core = self.lock();
+            let now_ids: Vec<(i64, u64)> = core.sessions.iter().map(|(id, t)| (*id, t.timeout)).collect();
+            for (id, timeout) in now_ids {
+                let at = self.expiry_for(timeout);
+                if let Some(t) = core.sessions.get_mut(&id) {
+                    t.expires_at = at;
+                    t.closing = false;
+                }
+            }
+        }
+    }
+
+    /// Liveness reported by a member for the sessions of its clients.
+    pub fn touch_sessions(&self, ids: &[i64]) {
+        let mut core = self.lock();
+        for id in ids {
+            if let Some(t) = core.sessions.get_mut(id) {
+                if !t.closing {
+                    t.expires_at = self.expiry_for(t.timeout);
+                }
+            }
+        }
+    }
+
+    /// A snapshot from the leader replaced this member's state: clients reconnect (and set
+    /// their watches again) as after a ZooKeeper follower's resync.
+    pub fn replace_tree(&self, tree: DataTree) {
+        let mut core = self.lock();
+        for c in core.conns.values() {
+            let _ = c.out.send(Out::Close);
+        }
+        core.tree = tree;
+        core.sessions.clear();
+        core.writes.clear();
+        core.backlog.clear();
+        core.track_recovered(self);
+    }
+
+    /// Reports the sessions this member's clients kept alive to the leader.
+    fn report_liveness(&self) {
+        let ids: Vec<i64> = self.lock().touched.drain().collect();
+        if !ids.is_empty() && !self.is_leader() {
+            let _ = self.proposals.send(Some(Outbound::Touch(ids)));
+        }
     }
 }
 
-fn new_tree(config: &ServerConfig) -> DataTree {
+pub(crate) fn new_tree(config: &ServerConfig) -> DataTree {
     DataTree::new(tree_config(config))
 }
 
@@ -246,13 +385,13 @@ impl Core {
     }
 
     pub fn new(config: &ServerConfig) -> Core {
-        Self::with_tree(new_tree(config))
+        Self::with_tree(new_tree(config), 0)
     }
 
     /// Wraps a recovered tree; its sessions must be re-tracked with [`Core::track_recovered`].
-    pub fn with_tree(tree: DataTree) -> Core {
+    pub fn with_tree(tree: DataTree, sid: u64) -> Core {
         // ZooKeeper's scheme: the time in the high bits, the server id in the top byte.
-        let next_session_id = ((wall_ms() << 24) as u64 >> 8) as i64;
+        let next_session_id = (((wall_ms() << 24) as u64 >> 8) | (sid << 56)) as i64;
         Core {
             tree,
             watches: Watches::default(),
@@ -261,7 +400,107 @@ impl Core {
             per_ip: HashMap::new(),
             stats: Stats::default(),
             next_session_id,
+            writes: HashMap::new(),
+            backlog: HashMap::new(),
+            next_token: 0,
+            touched: HashSet::new(),
         }
+    }
+
+    /// Answers now if nothing of this connection is in flight, else queues behind it.
+    pub fn answer_or_queue(&mut self, conn: ConnId, w: Waiting) {
+        match self.backlog.get_mut(&conn) {
+            Some(q) if !q.is_empty() => q.push_back(w),
+            _ => self.run_waiting(w),
+        }
+    }
+
+    fn run_waiting(&mut self, w: Waiting) {
+        match w {
+            Waiting::Write(_) => {}
+            Waiting::Read { req, session, auth, reply } => {
+                let (pre, frame) = crate::ops::answer_read(self, reply.conn, session, &auth, reply.xid, &req);
+                for f in pre {
+                    let _ = reply.out.send(Out::Frame(f));
+                }
+                reply.send(self, Some(frame), false);
+            }
+            Waiting::Forward { frame, close, reply } => reply.send(self, frame, close),
+        }
+    }
+
+    /// A connection's write `token` is answered: what queued behind it up to its next write
+    /// is answered now.
+    fn release_backlog(&mut self, conn: ConnId, token: u64) {
+        let Some(q) = self.backlog.get_mut(&conn) else { return };
+        if let Some(pos) = q.iter().position(|w| matches!(w, Waiting::Write(t) if *t == token)) {
+            q.remove(pos);
+        }
+        let mut ready = Vec::new();
+        while q.front().is_some_and(|w| !matches!(w, Waiting::Write(_))) {
+            ready.extend(q.pop_front());
+        }
+        if q.is_empty() {
+            self.backlog.remove(&conn);
+        }
+        for w in ready {
+            self.run_waiting(w);
+        }
+    }
+
+    /// Applies log entry `zxid` (on every member, in log order) and answers the client if it
+    /// waits on this member. `txn`: `None` for consensus entries, `Some(None)` for a sync
+    /// barrier, `Some(Some(bytes))` for a write.
+    pub fn apply_entry(&mut self, shared: &Shared, zxid: i64, origin: u64, token: u64, txn: Option<Option<&[u8]>>) {
+        let mine = if origin == shared.my_id && origin != 0 { self.writes.remove(&token) } else { None };
+        let bytes = match txn {
+            None | Some(None) => {
+                self.tree.set_last_zxid(zxid);
+                if let Some(PendingWrite { reply: Reply::Sync(r, path), .. }) = mine {
+                    let frame = crate::ops::reply_frame(r.xid, zxid, 0, Some(&SyncResponse { path }));
+                    let conn = r.conn;
+                    r.send(self, Some(frame), false);
+                    self.release_backlog(conn, token);
+                }
+                return;
+            }
+            Some(Some(b)) => b,
+        };
+        let txn = match Txn::decode(&mut ferrozk_proto::Reader::new(bytes)) {
+            Ok(t) => t,
+            Err(e) => {
+                // Every member skips it alike; it passed its checksum, so this is a bug.
+                tracing::error!(zxid, "undecodable transaction in the log: {e}");
+                self.tree.set_last_zxid(zxid);
+                return;
+            }
+        };
+        let applied = self.tree.apply(zxid, &txn);
+        let from_client = matches!(mine, Some(PendingWrite { reply: Reply::Client(_), .. }));
+        self.after_apply(shared, &txn, &applied, from_client);
+        match mine.map(|w| w.reply) {
+            None | Some(Reply::None) => {}
+            Some(Reply::Internal(tx)) => {
+                let _ = tx.send(applied);
+            }
+            Some(Reply::Client(r)) => {
+                let frame = crate::ops::write_reply(r.xid, r.opcode, &applied);
+                let close = txn.op == TxnOp::CloseSession;
+                let conn = r.conn;
+                r.send(self, Some(frame), close);
+                self.release_backlog(conn, token);
+            }
+            Some(Reply::Sync(r, _)) => {
+                let conn = r.conn;
+                r.send(self, None, false);
+                self.release_backlog(conn, token);
+            }
+        }
+    }
+
+    /// A connection ended: nothing waits on it any more.
+    pub fn forget_conn(&mut self, conn: ConnId) {
+        self.backlog.remove(&conn);
     }
 
     pub fn new_session_id(&mut self) -> i64 {
@@ -280,6 +519,9 @@ impl Core {
             if !t.closing {
                 t.expires_at = shared.expiry_for(t.timeout);
             }
+        }
+        if shared.ensemble {
+            self.touched.insert(session);
         }
     }
 
@@ -357,106 +599,13 @@ pub fn notification_frame(zxid: i64, event_type: i32, path: &str) -> Vec<u8> {
     out
 }
 
-/// The write path, on a thread of its own because it waits for the disk: takes every proposal
-/// that is waiting, appends them all to the log, makes them durable with one fsync (group
-/// commit), then applies them in order and answers. Nothing is acknowledged before its fsync.
-pub fn run_committer(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Option<Proposal>>,
-    mut wal: Wal,
-    snapshots: std::sync::mpsc::Sender<u64>,
-) {
-    let snap_count = shared.config.snap_count;
-    let next_threshold = || snap_count / 2 + 1 + rand::random::<u64>() % (snap_count - snap_count / 2);
-    let mut threshold = next_threshold();
-    let mut since_snapshot = 0u64;
-    let mut batch = Vec::new();
-    let mut buf = Vec::new();
-    let mut stopping = false;
-    while !stopping {
-        // `None` asks the committer to stop once what came before it is done.
-        match rx.blocking_recv() {
-            Some(Some(p)) => batch.push(p),
-            Some(None) | None => break,
-        }
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(Some(p)) => batch.push(p),
-                Ok(None) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let durable = (|| -> std::io::Result<()> {
-            let mut any = false;
-            for p in &batch {
-                if let Proposal::Write { txn, .. } = p {
-                    buf.clear();
-                    txn.encode(&mut buf);
-                    wal.append(0, &buf)?;
-                    any = true;
-                }
-            }
-            if any {
-                wal.sync()?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = durable {
-            // Unacknowledged writes are dropped (their clients see the connection close);
-            // nothing more is accepted, since nothing more could be made durable.
-            tracing::error!("cannot write the transaction log {}: {e}; refusing further writes", wal.current_segment().display());
-            return;
-        }
-        let mut core = shared.lock();
-        for p in batch.drain(..) {
-            match p {
-                Proposal::Write { txn, reply } => {
-                    since_snapshot += 1;
-                    let zxid = core.tree.last_zxid() + 1;
-                    let applied = core.tree.apply(zxid, &txn);
-                    core.after_apply(&shared, &txn, &applied, !matches!(reply, Reply::None));
-                    match reply {
-                        Reply::None => {}
-                        Reply::Internal(tx) => {
-                            let _ = tx.send(applied);
-                        }
-                        Reply::Client(r) => {
-                            let frame = crate::ops::write_reply(r.xid, r.opcode, &applied);
-                            let close = txn.op == TxnOp::CloseSession;
-                            r.send(&mut core, Some(frame), close);
-                        }
-                    }
-                }
-                Proposal::Read { req, session, auth, reply } => {
-                    let (pre, frame) = crate::ops::answer_read(&mut core, reply.conn, session, &auth, reply.xid, &req);
-                    for f in pre {
-                        let _ = reply.out.send(Out::Frame(f));
-                    }
-                    reply.send(&mut core, Some(frame), false);
-                }
-                Proposal::Forward { frame, close, reply } => reply.send(&mut core, frame, close),
-            }
-        }
-        let last = core.tree.last_zxid() as u64;
-        drop(core);
-        if since_snapshot >= threshold {
-            let _ = snapshots.send(last);
-            since_snapshot = 0;
-            threshold = next_threshold();
-        }
-    }
-}
-
 /// Where the log and the snapshots live.
 pub fn dirs(config: &ServerConfig) -> (PathBuf, PathBuf) {
     let wal = config.data_log_dir.as_ref().unwrap_or(&config.data_dir).join("wal");
     (wal, config.data_dir.join("snapshots"))
 }
 
-fn tree_config(config: &ServerConfig) -> TreeConfig {
+pub(crate) fn tree_config(config: &ServerConfig) -> TreeConfig {
     TreeConfig {
         ttl_enabled: config.extended_types_enabled,
         enforce_quota: config.enforce_quota,
@@ -464,108 +613,17 @@ fn tree_config(config: &ServerConfig) -> TreeConfig {
     }
 }
 
-/// The newest snapshot that reads back whole (at most `upto`), falling back past damaged ones.
-fn load_snapshot(config: &ServerConfig, upto: u64) -> Option<DataTree> {
-    let (_, snap_dir) = dirs(config);
-    for file in snap::list(&snap_dir).into_iter().filter(|s| s.index <= upto) {
-        let started = Instant::now();
-        let mut progress = |done: u64, total: u64| tracing::info!("loading {}: {done} of {total} nodes", file.path.display());
-        match snap::read(&file, |r| DataTree::read_snapshot(r, tree_config(config), &mut progress)) {
-            Ok(tree) => {
-                tracing::info!(snapshot = %file.path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "loaded snapshot");
-                return Some(tree);
-            }
-            Err(e) => tracing::error!("{e}; falling back to an older snapshot and the log"),
-        }
-    }
-    None
-}
-
-fn replay(tree: &mut DataTree, records: Vec<ferrozk_storage::Record>, dir: &std::path::Path) -> Result<(), String> {
-    let n = records.len();
-    for (i, r) in records.into_iter().enumerate() {
-        let txn = Txn::decode(&mut ferrozk_proto::Reader::new(&r.payload))
-            .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, dir.display()))?;
-        tree.apply(r.index as i64, &txn);
-        if i > 0 && i % 1_000_000 == 0 {
-            tracing::info!("replayed {i} of {n} log records");
-        }
-    }
-    Ok(())
-}
-
-/// Rebuilds the tree: the newest valid snapshot, then every log record after it, in order.
-pub fn recover(config: &ServerConfig) -> Result<(DataTree, Wal), String> {
-    let (wal_dir, _) = dirs(config);
-    let started = Instant::now();
-    let mut tree = load_snapshot(config, u64::MAX).unwrap_or_else(|| new_tree(config));
-    let after = tree.last_zxid() as u64;
-    let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
-    if records.first().is_some_and(|r| r.index != after + 1) || (records.is_empty() && wal.next_index() != after + 1) {
-        return Err(format!(
-            "the log in {} does not continue the snapshot at {after} (next log entry {}): refusing to start on an incomplete history",
-            wal_dir.display(),
-            records.first().map_or(wal.next_index(), |r| r.index)
-        ));
-    }
-    let n = records.len();
-    replay(&mut tree, records, &wal_dir)?;
-    if tree.last_zxid() > 0 {
-        tracing::info!(snapshot_zxid = after, replayed = n, zxid = format!("0x{:x}", tree.last_zxid()), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "recovered");
-    }
-    Ok((tree, wal))
-}
-
-/// Writes a snapshot of everything up to `target` without touching the live tree: the newest
-/// snapshot is loaded and the log replayed onto it on this thread, so requests never wait for
-/// it. Then old snapshots and the log they alone needed are purged if autopurge is on.
-pub fn take_snapshot(config: &ServerConfig, target: u64) -> Result<Option<PathBuf>, String> {
-    let (wal_dir, snap_dir) = dirs(config);
-    let started = Instant::now();
-    let mut tree = load_snapshot(config, target).unwrap_or_else(|| new_tree(config));
-    let base = tree.last_zxid() as u64;
-    if base >= target {
-        return Ok(None);
-    }
-    let records = ferrozk_storage::read_range(&wal_dir, base, target).map_err(|e| e.to_string())?;
-    replay(&mut tree, records, &wal_dir)?;
-    let path = snap::write(&snap_dir, target, |w| tree.write_snapshot(w)).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
-    tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "snapshot written");
-    if config.purge_interval_hours > 0 {
-        purge(config)?;
-    }
-    Ok(Some(path))
-}
-
-/// Keeps the newest `snapRetainCount` snapshots and the log segments they need.
-pub fn purge(config: &ServerConfig) -> Result<(), String> {
+/// Keeps the newest `snapRetainCount` snapshots and the log segments they need (and never a
+/// record past `log_start`, where the log consensus still reads begins).
+pub fn purge(config: &ServerConfig, log_start: u64) -> Result<(), String> {
     let (wal_dir, snap_dir) = dirs(config);
     if let Some(oldest) = snap::purge(&snap_dir, config.snap_retain_count).map_err(|e| e.to_string())? {
-        let removed = ferrozk_storage::purge_log(&wal_dir, oldest).map_err(|e| e.to_string())?;
+        let removed = ferrozk_storage::purge_log(&wal_dir, oldest.min(log_start)).map_err(|e| e.to_string())?;
         if removed > 0 {
             tracing::info!(removed, "purged log segments covered by snapshots");
         }
     }
     Ok(())
-}
-
-/// Takes snapshots when the committer asks, one at a time, newest request first.
-pub fn run_snapshotter(config: ServerConfig, rx: std::sync::mpsc::Receiver<u64>) {
-    // The snapshot competes with the request path for the cores; it yields to it (Linux
-    // threads have their own nice value).
-    #[cfg(target_os = "linux")]
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-    }
-    while let Ok(mut target) = rx.recv() {
-        while let Ok(t) = rx.try_recv() {
-            target = t;
-        }
-        if let Err(e) = take_snapshot(&config, target) {
-            tracing::error!("snapshot at {target} failed: {e}");
-        }
-    }
 }
 
 /// Expires sessions on tick boundaries and reaps empty containers and expired TTL nodes.
@@ -574,12 +632,30 @@ pub async fn run_expiry(shared: Arc<Shared>) {
     let reap_every = shared.config.container_check_interval_ms;
     let mut next_reap = shared.now() + reap_every;
     let mut next_tick = (shared.now() / tick + 1) * tick;
+    // Members report their clients' liveness to the leader twice a tick, as ZooKeeper's
+    // followers do with their pings.
+    let report_every = (tick / 2).max(1);
+    let mut next_report = shared.now() + report_every;
     loop {
-        // Wake for whichever comes first: the next tick boundary or the next reaping.
+        // Wake for whichever comes first: the next tick boundary, report or reaping.
         let now = shared.now();
-        let wake = next_tick.min(next_reap);
+        let wake = next_tick.min(next_reap).min(if shared.ensemble { next_report } else { u64::MAX });
         tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
         let now = shared.now();
+        if shared.ensemble && now >= next_report {
+            next_report = now + report_every;
+            shared.report_liveness();
+        }
+        // Only the leader expires sessions and reaps nodes; the others propose nothing.
+        if !shared.is_leader() {
+            if now >= next_tick {
+                next_tick = (now / tick + 1) * tick;
+            }
+            if now >= next_reap {
+                next_reap = now + reap_every;
+            }
+            continue;
+        }
         if now >= next_tick {
             next_tick = (now / tick + 1) * tick;
             expire_sessions(&shared, now);

@@ -26,6 +26,19 @@ fn hex_session(id: i64) -> String {
     format!("0x{:x}", id)
 }
 
+/// This server's role as ZooKeeper names it.
+pub fn mode(shared: &Shared) -> &'static str {
+    if !shared.ensemble {
+        "standalone"
+    } else if shared.is_leader() {
+        "leader"
+    } else if shared.config.members.iter().any(|m| m.id == shared.my_id && m.observer) {
+        "observer"
+    } else {
+        "follower"
+    }
+}
+
 pub fn run(shared: &Shared, word: &str) -> String {
     if !shared.config.four_letter_allowed(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
@@ -200,7 +213,7 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
     let _ = writeln!(s, "Connections: {}", core.conns.len());
     let _ = writeln!(s, "Outstanding: {}", core.stats.outstanding);
     let _ = writeln!(s, "Zxid: 0x{:x}", core.tree.last_zxid());
-    let _ = writeln!(s, "Mode: standalone");
+    let _ = writeln!(s, "Mode: {}", mode(shared));
     // ZooKeeper's count includes the root twice ("" and "/" are both keys of its map).
     let _ = writeln!(s, "Node count: {}", core.tree.node_count() + 1);
     s
@@ -243,7 +256,7 @@ fn mntr(shared: &Shared) -> String {
     let l = core.stats.latency;
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", version_line()),
-        ("zk_server_state", "standalone".into()),
+        ("zk_server_state", mode(shared).into()),
         ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
         ("zk_num_alive_connections", core.conns.len().to_string()),
         ("zk_avg_latency", format!("{:.1}", l.avg())),

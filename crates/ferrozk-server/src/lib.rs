@@ -14,6 +14,7 @@ mod conn;
 mod core;
 pub mod fourlw;
 mod ops;
+pub mod raft;
 mod tls;
 
 /// The request path without the network, for the fuzzer: frames in, tree changed, replies
@@ -164,29 +165,50 @@ impl ServerBuilder {
         &mut self.config
     }
 
-    /// Binds the client port and starts serving.
+    /// This server's id: set, or the `myid` file in dataDir; 1 for a standalone server.
+    pub fn my_id(mut self, id: u64) -> Self {
+        self.config.my_id = Some(id);
+        self
+    }
+
+    /// Recovers the tree and the log, starts consensus, binds the ports and starts serving.
     pub async fn start(self) -> std::io::Result<Server> {
-        let config = self.config;
-        let recovered = tokio::task::spawn_blocking({
+        let mut config = self.config;
+        let my_id = resolve_my_id(&config).map_err(std::io::Error::other)?;
+        if let Some(m) = config.members.iter().find(|m| m.id == my_id) {
+            if config.client_addr.port() == 0 {
+                if let Some(a) = m.client_addr {
+                    config.client_addr = a;
+                }
+            }
+        }
+        let (mut recovered, (log, log_thread)) = tokio::task::spawn_blocking({
             let config = config.clone();
-            move || core::recover(&config)
+            move || -> Result<_, String> {
+                let recovered = raft::load_snapshot(&config);
+                let log = raft::LogStore::open(&config)?;
+                Ok((recovered, log))
+            }
         })
         .await
+        .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
-        let (tree, wal) = recovered.map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(config.client_addr).await?;
         let bound = listener.local_addr()?;
-        let (shared, proposals) = core::Shared::new(config, bound, tree);
-        let (snap_tx, snap_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("ferrozk-snapshot".into()).spawn({
-            let config = shared.config.clone();
-            move || core::run_snapshotter(config, snap_rx)
-        })?;
-        let committer = std::thread::Builder::new().name("ferrozk-committer".into()).spawn({
-            let shared = shared.clone();
-            move || core::run_committer(shared, proposals, wal, snap_tx)
-        })?;
+        let peer_listener = match config.members.iter().find(|m| m.id == my_id) {
+            Some(m) if config.members.len() > 1 => Some(TcpListener::bind((m.host.as_str(), m.quorum_port)).await?),
+            _ => None,
+        };
+        let tree = std::mem::replace(&mut recovered.tree, core::new_tree(&config));
+        let (shared, proposals) = core::Shared::new(config.clone(), bound, tree, my_id);
+        let raft = raft::start(&config, shared.clone(), log, recovered).await.map_err(std::io::Error::other)?;
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(raft::watch_leadership(shared.clone(), raft.clone())));
+        let proposer = tokio::spawn(raft::run_proposer(shared.clone(), raft.clone(), proposals));
+        if let Some(l) = peer_listener {
+            tracing::info!(addr = %l.local_addr()?, id = my_id, "serving ensemble members");
+            tasks.push(tokio::spawn(raft::serve_peers(l, raft.clone(), shared.clone())));
+        }
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
         tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
         tracing::info!(addr = %bound, "serving clients");
@@ -199,7 +221,30 @@ impl ServerBuilder {
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, Some(acceptor))));
             tracing::info!(addr = %at, "serving TLS clients");
         }
-        Ok(Server { shared, tasks, bound, secure_bound, committer: Some(committer) })
+        Ok(Server { shared, tasks, bound, secure_bound, raft, proposer: Some(proposer), log_thread: Some(log_thread) })
+    }
+}
+
+/// `myid` decides which `server.N` line is this server; a standalone server is member 1.
+fn resolve_my_id(config: &ServerConfig) -> Result<u64, String> {
+    let from_file = || -> Result<Option<u64>, String> {
+        let path = config.data_dir.join("myid");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => t.trim().parse::<u64>().map(Some).map_err(|_| format!("{}: not a server id: '{}'", path.display(), t.trim())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    };
+    let id = match config.my_id {
+        Some(id) => Some(id),
+        None => from_file()?,
+    };
+    match (config.members.len(), id) {
+        (0, id) => Ok(id.unwrap_or(1).max(1)),
+        (1, None) => Ok(config.members[0].id),
+        (_, None) => Err(format!("{} is missing: an ensemble member needs its server id there", config.data_dir.join("myid").display())),
+        (_, Some(id)) if config.members.iter().any(|m| m.id == id) => Ok(id),
+        (_, Some(id)) => Err(format!("myid {id} is not one of the configured servers (server.N lines)")),
     }
 }
 
@@ -223,7 +268,9 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     bound: SocketAddr,
     secure_bound: Option<SocketAddr>,
-    committer: Option<std::thread::JoinHandle<()>>,
+    raft: raft::Raft,
+    proposer: Option<JoinHandle<()>>,
+    log_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -242,15 +289,32 @@ impl Server {
         format!("{ip}:{}", self.bound.port())
     }
 
-    /// Writes a snapshot of everything applied so far (on the calling task's blocking pool);
-    /// returns its file, or `None` if the newest snapshot is already current.
+    /// Writes a snapshot of everything applied so far and waits for it; returns its file.
     pub async fn take_snapshot(&self) -> std::io::Result<Option<PathBuf>> {
-        let config = self.shared.config.clone();
         let target = self.shared.lock().tree.last_zxid() as u64;
-        tokio::task::spawn_blocking(move || core::take_snapshot(&config, target))
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)
+        self.raft.trigger().snapshot().await.map_err(std::io::Error::other)?;
+        let (_, snap_dir) = core::dirs(&self.shared.config);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            if let Some(s) = ferrozk_storage::snap::list(&snap_dir).into_iter().next().filter(|s| s.index >= target) {
+                return Ok(Some(s.path));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("snapshot did not finish"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// This member's role: "leader", "follower", "observer" or "standalone".
+    pub fn role(&self) -> &'static str {
+        fourlw::mode(&self.shared)
+    }
+
+    /// A digest of the tree as applied here (equal on members that applied the same log).
+    pub fn digest(&self) -> (i64, u64) {
+        let core = self.shared.lock();
+        (core.tree.last_zxid(), core.tree.digest())
     }
 
     /// The TLS client address, when `secureClientPort` is set.
@@ -276,10 +340,16 @@ impl Server {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        // The log is closed once the committer has written what it was given.
-        self.shared.stop_committer();
-        if let Some(c) = self.committer.take() {
-            let _ = tokio::task::spawn_blocking(move || c.join()).await;
+        // Writes handed over are proposed; then consensus stops and the log thread, its last
+        // batch written, ends.
+        self.shared.stop_proposer();
+        if let Some(p) = self.proposer.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p).await;
+        }
+        let _ = self.raft.shutdown().await;
+        drop(self.raft);
+        if let Some(t) = self.log_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 }

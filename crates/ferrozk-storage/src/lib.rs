@@ -200,6 +200,58 @@ impl Wal {
         Ok(())
     }
 
+    /// Removes every record at `index` and after it (entries a new leader overwrote): later
+    /// segments are deleted, the one holding `index` is cut just before it.
+    pub fn truncate_from(&mut self, index: u64) -> Result<(), StorageError> {
+        let io = |p: &Path| { let p = p.to_path_buf(); move |e| StorageError::Io(p, e) };
+        self.flush().map_err(io(&self.path))?;
+        if index >= self.next_index {
+            return Ok(());
+        }
+        let segments = list_segments(&self.dir).map_err(io(&self.dir))?;
+        for (first, path) in segments.iter().rev().filter(|(f, _)| *f >= index) {
+            tracing::warn!(file = %path.display(), first, "removing log entries a new leader replaced");
+            fs::remove_file(path).map_err(io(path))?;
+        }
+        match segments.iter().rev().find(|(f, _)| *f < index) {
+            Some((first, path)) => {
+                let offset = record_offset(path, *first, index)?;
+                let mut f = OpenOptions::new().append(true).open(path).map_err(io(path))?;
+                f.set_len(offset).map_err(io(path))?;
+                f.sync_all().map_err(io(path))?;
+                f.seek(SeekFrom::End(0)).map_err(io(path))?;
+                self.file = f;
+                self.path = path.clone();
+                self.size = offset;
+            }
+            None => {
+                let (p, f) = create_segment(&self.dir, index).map_err(io(&self.dir))?;
+                self.file = f;
+                self.path = p;
+                self.size = HEADER_LEN;
+            }
+        }
+        fsync_dir(&self.dir).map_err(io(&self.dir))?;
+        self.next_index = index;
+        Ok(())
+    }
+
+    /// Drops every segment and starts over with record `next` (what came before is in a
+    /// snapshot installed from the leader).
+    pub fn restart_at(&mut self, next: u64) -> Result<(), StorageError> {
+        let io = |p: &Path| { let p = p.to_path_buf(); move |e| StorageError::Io(p, e) };
+        self.buf.clear();
+        for (_, path) in list_segments(&self.dir).map_err(io(&self.dir))? {
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+        let (p, f) = create_segment(&self.dir, next).map_err(io(&self.dir))?;
+        self.file = f;
+        self.path = p;
+        self.size = HEADER_LEN;
+        self.next_index = next;
+        Ok(())
+    }
+
     /// The segment being written.
     pub fn current_segment(&self) -> &Path {
         &self.path
@@ -222,6 +274,35 @@ fn create_segment(dir: &Path, first: u64) -> io::Result<(PathBuf, File)> {
     fsync_dir(dir)?;
     let f = OpenOptions::new().append(true).open(&path)?;
     Ok((path, f))
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut v: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((name.strip_suffix(".wal")?.parse::<u64>().ok()?, e.path()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Where record `index` starts in the segment whose first record is `first`.
+fn record_offset(path: &Path, first: u64, index: u64) -> Result<u64, StorageError> {
+    let mut data = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(|e| StorageError::Io(path.to_path_buf(), e))?;
+    let mut pos = HEADER_LEN as usize;
+    let mut at = first;
+    while at < index {
+        let Some(len) = data.get(pos..pos + 4) else { break };
+        pos += RECORD_HEADER + u32::from_be_bytes(len.try_into().unwrap()) as usize;
+        at += 1;
+    }
+    if at != index || pos > data.len() {
+        return Err(StorageError::Damaged { file: path.to_path_buf(), offset: pos as u64, reason: format!("record {index} not found") });
+    }
+    Ok(pos as u64)
 }
 
 /// Every record of one segment file (a torn tail is left out, as recovery would cut it).
@@ -394,6 +475,36 @@ mod tests {
         assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
         assert_eq!(recs[4].payload, b"entry 4");
         assert_eq!(wal.next_index(), 6);
+    }
+
+    #[test]
+    fn truncation_removes_replaced_entries_across_segments() {
+        let d = tmpdir("truncate");
+        let (mut wal, _) = Wal::open(&d).unwrap();
+        for i in 1..=3 {
+            wal.append(1, format!("a{i}").as_bytes()).unwrap();
+        }
+        wal.roll().unwrap();
+        for i in 4..=6 {
+            wal.append(1, format!("a{i}").as_bytes()).unwrap();
+        }
+        wal.sync().unwrap();
+        wal.truncate_from(5).unwrap();
+        wal.append(2, b"b5").unwrap();
+        wal.sync().unwrap();
+        let (_, recs) = Wal::open(&d).unwrap();
+        let got: Vec<_> = recs.iter().map(|r| (r.index, r.term, String::from_utf8_lossy(&r.payload).into_owned())).collect();
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[3], (4, 1, "a4".into()));
+        assert_eq!(got[4], (5, 2, "b5".into()));
+        // Cutting into the first segment removes the second one whole.
+        let (mut wal, _) = Wal::open(&d).unwrap();
+        wal.truncate_from(2).unwrap();
+        wal.append(3, b"c2").unwrap();
+        wal.sync().unwrap();
+        let (wal, recs) = Wal::open(&d).unwrap();
+        assert_eq!(recs.iter().map(|r| r.term).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(wal.next_index(), 3);
     }
 
     #[test]

@@ -199,6 +199,12 @@ impl DataTree {
         self.last_zxid
     }
 
+    /// Records that log entry `zxid` was applied without changing the tree (a consensus entry
+    /// or a `sync` barrier), so the tree's zxid stays the log position it reflects.
+    pub fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+
     /// The node at `path`; "" names the root too, as in ZooKeeper.
     pub fn node(&self, path: &str) -> Option<&Node> {
         self.nodes.get(if path.is_empty() { "/" } else { path })

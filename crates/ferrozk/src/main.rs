@@ -46,7 +46,10 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FERROZK_LOG").unwrap_or_else(|_| "info".into()),
+            // openraft narrates every election step at info, and warns for each write whose
+            // answer channel ferrozk leaves unread (answers go through the state machine).
+            tracing_subscriber::EnvFilter::try_from_env("FERROZK_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn,openraft::raft::responder=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

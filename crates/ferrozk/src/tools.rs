@@ -4,9 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ferrozk_proto::{Decode, Reader};
-use ferrozk_storage::snap::{self, SnapshotFile};
-use ferrozk_tree::{DataTree, TreeConfig, Txn, TxnOp};
+use ferrozk_server::raft::{open_snapshot_for_tools, view_entry, EntryView};
+use ferrozk_tree::TxnOp;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ferrozk: {msg}");
@@ -14,21 +13,13 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 pub fn snapshot(file: &Path, dump: bool) -> ExitCode {
-    let index = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("snapshot."))
-        .and_then(|n| n.parse::<u64>().ok());
-    let Some(index) = index else { return fail(format!("{}: not a snapshot file name (snapshot.<index>)", file.display())) };
-    let config = TreeConfig { ttl_enabled: true, ..Default::default() };
-    let tree = match snap::read(&SnapshotFile { index, path: file.to_path_buf() }, |r| {
-        DataTree::read_snapshot(r, config, &mut |_, _| {})
-    }) {
+    let (summary, tree) = match open_snapshot_for_tools(file) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "zxid: 0x{:x}", tree.last_zxid());
+    let _ = writeln!(out, "{summary}");
     let _ = writeln!(out, "nodes: {}", tree.node_count());
     let _ = writeln!(out, "sessions: {}", tree.sessions().len());
     let _ = writeln!(out, "ephemerals: {}", tree.ephemeral_count());
@@ -84,14 +75,25 @@ pub fn log(file: &Path) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     for r in records {
-        match Txn::decode(&mut Reader::new(&r.payload)) {
-            Ok(t) => {
-                let _ = writeln!(out, "zxid=0x{:x} term={} time={} session=0x{:x} {}", r.index, r.term, t.time, t.session, describe(&t.op));
+        let _ = match view_entry(&r.payload) {
+            Ok((leader, EntryView::Txn(t))) => writeln!(
+                out,
+                "zxid=0x{:x} term={} leader={leader} time={} session=0x{:x} {}",
+                r.index,
+                r.term,
+                t.time,
+                t.session,
+                describe(&t.op)
+            ),
+            Ok((leader, EntryView::Sync)) => writeln!(out, "zxid=0x{:x} term={} leader={leader} sync", r.index, r.term),
+            Ok((leader, EntryView::Blank)) => {
+                writeln!(out, "zxid=0x{:x} term={} leader={leader} leader-start", r.index, r.term)
             }
-            Err(e) => {
-                let _ = writeln!(out, "zxid=0x{:x} undecodable: {e}", r.index);
+            Ok((leader, EntryView::Membership(m))) => {
+                writeln!(out, "zxid=0x{:x} term={} leader={leader} members {m}", r.index, r.term)
             }
-        }
+            Err(e) => writeln!(out, "zxid=0x{:x} undecodable: {e}", r.index),
+        };
     }
     ExitCode::SUCCESS
 }

@@ -1,0 +1,1199 @@
+//! Consensus: ferrozk's log, state machine and member-to-member transport behind openraft.
+//! This is the only module that names openraft's types (DESIGN.md), so an upgrade touches it
+//! alone.
+//!
+//! - Every write is a log entry ([`Command`]: the jute-encoded `Txn` and where its client
+//!   waits). Log index `i` is zxid `i + 1`, which is also the record's index in the
+//!   `ferrozk-storage` log, so Stat zxids, log records and snapshot names agree.
+//! - The log thread appends what openraft hands it and fsyncs once per batch (group commit);
+//!   openraft counts an entry towards a quorum only after that fsync.
+//! - Entries are applied on every member, in order, by [`crate::core::Core::apply_entry`]; the
+//!   member holding the client's connection answers it.
+//! - Snapshots are built away from the request path by replaying the log onto the previous
+//!   snapshot; they carry openraft's snapshot metadata in front of the tree.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Debug;
+use std::io::{self, Read, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferrozk_proto::{Decode, Reader};
+use ferrozk_storage::{snap, Wal};
+use ferrozk_tree::{DataTree, Txn};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::ServerConfig;
+use crate::core::Shared;
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = (),
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+type SErr = StorageError<u64>;
+type Meta = SnapshotMeta<u64, BasicNode>;
+
+/// One replicated write: the encoded `Txn` (none for a `sync` barrier), and the member and
+/// token under which the client's connection waits for it (member 0: nobody waits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Command {
+    pub origin: u64,
+    pub token: u64,
+    pub txn: Option<Vec<u8>>,
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command from {} #{}", self.origin, self.token)
+    }
+}
+
+/// The zxid of log index `index`.
+pub fn zxid_of(index: u64) -> i64 {
+    index as i64 + 1
+}
+
+fn io_err(e: impl std::error::Error + 'static) -> SErr {
+    StorageIOError::write(&e).into()
+}
+
+fn read_err(e: impl std::fmt::Display) -> SErr {
+    StorageIOError::read(&io::Error::other(e.to_string())).into()
+}
+
+/// Reads and writes a small file atomically (tmp, fsync, rename, directory fsync).
+fn write_small(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    if durable {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_small<T: for<'a> Deserialize<'a>>(dir: &Path, name: &str) -> Result<Option<T>, String> {
+    match std::fs::read(dir.join(name)) {
+        Ok(b) => bincode::deserialize(&b).map(Some).map_err(|e| format!("{}: {e}", dir.join(name).display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", dir.join(name).display())),
+    }
+}
+
+/// Decodes one log record's payload.
+pub fn decode_entry(payload: &[u8]) -> Result<Entry<TypeConfig>, String> {
+    bincode::deserialize(payload).map_err(|e| e.to_string())
+}
+
+/// What one log record holds, for `ferrozk log`.
+pub enum EntryView {
+    Txn(Txn),
+    Sync,
+    Blank,
+    Membership(String),
+}
+
+pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
+    let e = decode_entry(payload)?;
+    let leader = e.log_id.leader_id.node_id;
+    Ok((
+        leader,
+        match e.payload {
+            EntryPayload::Blank => EntryView::Blank,
+            EntryPayload::Membership(m) => EntryView::Membership(describe_membership(&m)),
+            EntryPayload::Normal(c) => match c.txn {
+                None => EntryView::Sync,
+                Some(b) => EntryView::Txn(Txn::decode(&mut Reader::new(&b)).map_err(|e| e.to_string())?),
+            },
+        },
+    ))
+}
+
+fn describe_membership(m: &Membership<u64, BasicNode>) -> String {
+    let voters: BTreeSet<u64> = m.voter_ids().collect();
+    m.nodes()
+        .map(|(id, n)| format!("{id}={}{}", n.addr, if voters.contains(id) { "" } else { ":observer" }))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log
+
+struct LogCache {
+    /// Log index of `entries[0]`.
+    first: u64,
+    entries: VecDeque<Entry<TypeConfig>>,
+    last: Option<LogId<u64>>,
+    purged: Option<LogId<u64>>,
+    vote: Option<Vote<u64>>,
+    committed: Option<LogId<u64>>,
+}
+
+struct LogShared {
+    wal_dir: PathBuf,
+    raft_dir: PathBuf,
+    cache: Mutex<LogCache>,
+    /// Highest log index known durable, plus one (0: none).
+    flushed: AtomicU64,
+}
+
+impl LogShared {
+    fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entries `[start, end)`: recent ones from memory, older ones from the files.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let c = self.cache();
+        let end = end.min(c.last.map_or(0, |l| l.index + 1));
+        let start = start.max(c.purged.map_or(0, |p| p.index + 1));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let first = c.first;
+        if start < first {
+            drop(c);
+            // Log index i is record i + 1: records (start, min(end, first)].
+            let upto = end.min(first);
+            let recs = ferrozk_storage::read_range(&self.wal_dir, start, upto).map_err(read_err)?;
+            for r in recs {
+                out.push(decode_entry(&r.payload).map_err(read_err)?);
+            }
+            let c = self.cache();
+            for i in upto.max(c.first)..end {
+                match c.entries.get((i - c.first) as usize) {
+                    Some(e) => out.push(e.clone()),
+                    None => break,
+                }
+            }
+            return Ok(out);
+        }
+        for i in start..end {
+            match c.entries.get((i - first) as usize) {
+                Some(e) => out.push(e.clone()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops cached entries up to `index`: they are durable and older than a snapshot.
+    fn trim(&self, index: u64) {
+        let mut c = self.cache();
+        while c.first <= index && !c.entries.is_empty() {
+            c.entries.pop_front();
+            c.first += 1;
+        }
+    }
+}
+
+enum LogOp {
+    Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
+    Truncate(u64, tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Start over at this record index: everything before it is in an installed snapshot.
+    Reset(u64),
+}
+
+pub struct LogStore {
+    shared: Arc<LogShared>,
+    ops: std::sync::mpsc::Sender<LogOp>,
+}
+
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<LogShared>,
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e + 1,
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl LogStore {
+    /// Opens the log: every record after the purge point is read (and checked) into memory.
+    /// Returns the store and the log thread's handle.
+    pub fn open(config: &ServerConfig) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
+        let (wal_dir, _) = crate::core::dirs(config);
+        let raft_dir = config.data_dir.join("raft");
+        std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+        let purged: Option<LogId<u64>> = read_small(&raft_dir, "purged")?;
+        let vote: Option<Vote<u64>> = read_small(&raft_dir, "vote")?;
+        let committed: Option<LogId<u64>> = read_small(&raft_dir, "committed").unwrap_or(None);
+        // Records after the purge point: record index = log index + 1.
+        let after = purged.map_or(0, |p| p.index + 1);
+        let started = Instant::now();
+        let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
+        let mut entries = VecDeque::with_capacity(records.len());
+        for r in records {
+            let e = decode_entry(&r.payload)
+                .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?;
+            if e.log_id.index + 1 != r.index {
+                return Err(format!("log record {} in {} holds entry {}", r.index, wal_dir.display(), e.log_id.index));
+            }
+            entries.push_back(e);
+        }
+        if !entries.is_empty() {
+            tracing::info!(entries = entries.len(), ms = started.elapsed().as_millis() as u64, "read the log");
+        }
+        let first = entries.front().map_or(wal.next_index().saturating_sub(1), |e| e.log_id.index);
+        let last = entries.back().map(|e| e.log_id).or(purged);
+        let committed = committed.filter(|c| Some(*c) <= last);
+        let shared = Arc::new(LogShared {
+            wal_dir,
+            raft_dir,
+            flushed: AtomicU64::new(last.map_or(0, |l| l.index + 1)),
+            cache: Mutex::new(LogCache { first, entries, last, purged, vote, committed }),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ferrozk-log".into())
+            .spawn({
+                let shared = shared.clone();
+                move || run_log(wal, rx, shared)
+            })
+            .map_err(|e| e.to_string())?;
+        Ok((LogStore { shared, ops: tx }, thread))
+    }
+
+    pub fn reader(&self) -> LogReader {
+        LogReader { shared: self.shared.clone() }
+    }
+}
+
+/// The log thread: appends batches, one fsync each, then tells openraft they are durable.
+fn run_log(mut wal: Wal, rx: std::sync::mpsc::Receiver<LogOp>, shared: Arc<LogShared>) {
+    let mut buf = Vec::new();
+    let mut done: Vec<LogFlushed<TypeConfig>> = Vec::new();
+    let mut last_committed = None;
+    let mut broken = false;
+    let save_committed = |last: &mut Option<LogId<u64>>| {
+        let committed = shared.cache().committed;
+        if committed != *last {
+            // A lower bound for the next start's replay; written without fsync on purpose.
+            if let Some(Ok(b)) = committed.map(|c| bincode::serialize(&c)) {
+                let _ = write_small(&shared.raft_dir, "committed", &b, false);
+            }
+            *last = committed;
+        }
+    };
+    loop {
+        let op = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(op) => op,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if !broken {
+                    save_committed(&mut last_committed);
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut ops = vec![op];
+        while let Ok(op) = rx.try_recv() {
+            ops.push(op);
+        }
+        let mut result: io::Result<()> = Ok(());
+        let finish = |wal: &mut Wal, done: &mut Vec<LogFlushed<TypeConfig>>, result: &mut io::Result<()>| {
+            if result.is_ok() {
+                *result = wal.sync();
+            }
+            if result.is_ok() {
+                shared.flushed.store(wal.next_index(), Ordering::Release);
+            }
+            for cb in done.drain(..) {
+                cb.log_io_completed(match result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                });
+            }
+        };
+        for op in ops {
+            match op {
+                LogOp::Append(entries, cb) => {
+                    for e in entries {
+                        if broken || result.is_err() {
+                            break;
+                        }
+                        buf.clear();
+                        if let Err(err) = bincode::serialize_into(&mut buf, &e) {
+                            result = Err(io::Error::other(err));
+                            break;
+                        }
+                        if wal.next_index() != e.log_id.index + 1 {
+                            result = Err(io::Error::other(format!(
+                                "log entry {} does not follow record {}",
+                                e.log_id.index,
+                                wal.next_index() - 1
+                            )));
+                            break;
+                        }
+                        result = wal.append(e.log_id.leader_id.term, &buf).map(|_| ());
+                    }
+                    done.push(cb);
+                }
+                LogOp::Truncate(index, reply) => {
+                    finish(&mut wal, &mut done, &mut result);
+                    let r = wal.truncate_from(index + 1).map_err(|e| e.to_string());
+                    shared.flushed.store(wal.next_index(), Ordering::Release);
+                    let _ = reply.send(r);
+                }
+                LogOp::Reset(next) => {
+                    finish(&mut wal, &mut done, &mut result);
+                    if let Err(e) = wal.restart_at(next) {
+                        tracing::error!("cannot restart the log at {next}: {e}");
+                    }
+                }
+            }
+        }
+        finish(&mut wal, &mut done, &mut result);
+        if let Err(e) = &result {
+            // Nothing more can be made durable: stop acknowledging (openraft stops on the error).
+            tracing::error!("cannot write the transaction log {}: {e}", wal.current_segment().display());
+            broken = true;
+        }
+    }
+    if wal.sync().is_ok() && !broken {
+        save_committed(&mut last_committed);
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let (s, e) = bounds(&range);
+        self.shared.entries(s, e)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let (s, e) = bounds(&range);
+        self.shared.entries(s, e)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
+        let c = self.shared.cache();
+        Ok(LogState { last_purged_log_id: c.purged, last_log_id: c.last })
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        self.reader()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SErr> {
+        let b = bincode::serialize(vote).map_err(io_err)?;
+        write_small(&self.shared.raft_dir, "vote", &b, true).map_err(|e| SErr::from(StorageIOError::write_vote(&e)))?;
+        self.shared.cache().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SErr> {
+        Ok(self.shared.cache().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
+        self.shared.cache().committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {
+        Ok(self.shared.cache().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        {
+            let mut c = self.shared.cache();
+            for e in &entries {
+                if c.entries.is_empty() {
+                    c.first = e.log_id.index;
+                }
+                c.last = Some(e.log_id);
+                c.entries.push_back(e.clone());
+            }
+        }
+        self.ops.send(LogOp::Append(entries, callback)).map_err(|_| io_err(io::Error::other("the log thread stopped")))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
+        {
+            let mut c = self.shared.cache();
+            while c.entries.back().is_some_and(|e| e.log_id.index >= log_id.index) {
+                c.entries.pop_back();
+            }
+            c.last = c.entries.back().map(|e| e.log_id).or(c.purged);
+            if c.entries.is_empty() {
+                c.first = log_id.index;
+            }
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.ops.send(LogOp::Truncate(log_id.index, tx));
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_err(io::Error::other(e))),
+            Err(_) => Err(io_err(io::Error::other("the log thread stopped"))),
+        }
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
+        let b = bincode::serialize(&log_id).map_err(io_err)?;
+        write_small(&self.shared.raft_dir, "purged", &b, true).map_err(io_err)?;
+        let beyond = {
+            let mut c = self.shared.cache();
+            c.purged = Some(log_id);
+            while c.entries.front().is_some_and(|e| e.log_id.index <= log_id.index) {
+                c.entries.pop_front();
+                c.first += 1;
+            }
+            let beyond = c.last.map_or(true, |l| l.index <= log_id.index);
+            if beyond {
+                c.last = Some(log_id);
+                c.first = log_id.index + 1;
+            }
+            beyond
+        };
+        // Purged past the end (a snapshot was installed): the log starts over after it. The
+        // files themselves are removed only by autopurge, as in ZooKeeper.
+        if beyond {
+            let _ = self.ops.send(LogOp::Reset(log_id.index + 2));
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state machine
+
+/// The snapshot a member currently offers to others.
+#[derive(Clone)]
+struct CurrentSnapshot {
+    meta: Meta,
+    path: PathBuf,
+}
+
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    log: Arc<LogShared>,
+    applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+/// What recovery found on disk before openraft starts.
+pub struct Recovered {
+    pub tree: DataTree,
+    applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    current: Option<CurrentSnapshot>,
+}
+
+/// Reads the newest snapshot that reads back whole, falling back past damaged ones.
+pub fn load_snapshot(config: &ServerConfig) -> Recovered {
+    let (_, snap_dir) = crate::core::dirs(config);
+    for file in snap::list(&snap_dir) {
+        let started = Instant::now();
+        match read_snapshot_file(config, &file.path) {
+            Ok((meta, tree)) => {
+                tracing::info!(snapshot = %file.path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "loaded snapshot");
+                return Recovered {
+                    tree,
+                    applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                    current: Some(CurrentSnapshot { meta, path: file.path }),
+                };
+            }
+            Err(e) => tracing::error!("{e}; falling back to an older snapshot and the log"),
+        }
+    }
+    Recovered { tree: crate::core::new_tree(config), applied: None, membership: StoredMembership::default(), current: None }
+}
+
+/// A snapshot file: checked whole, then its metadata and its tree.
+fn read_snapshot_file(config: &ServerConfig, path: &Path) -> Result<(Meta, DataTree), String> {
+    let index = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("snapshot."))
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| format!("{}: not a snapshot file name", path.display()))?;
+    let file = snap::SnapshotFile { index, path: path.to_path_buf() };
+    let mut progress = |done: u64, total: u64| tracing::info!("loading {}: {done} of {total} nodes", path.display());
+    snap::read(&file, |r| {
+        let meta = read_meta(r)?;
+        let tree = DataTree::read_snapshot(r, crate::core::tree_config(config), &mut progress)?;
+        Ok((meta, tree))
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn read_meta(r: &mut dyn Read) -> Result<Meta, String> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(|e| e.to_string())?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 16 << 20 {
+        return Err(format!("snapshot metadata of {len} bytes"));
+    }
+    let mut b = vec![0; len];
+    r.read_exact(&mut b).map_err(|e| e.to_string())?;
+    bincode::deserialize(&b).map_err(|e| e.to_string())
+}
+
+/// Summary and tree of a snapshot file, for `ferrozk snapshot`.
+pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String> {
+    let config = ServerConfig { extended_types_enabled: true, ..Default::default() };
+    let (meta, tree) = read_snapshot_file(&config, path)?;
+    let last = meta.last_log_id.map_or("none".to_string(), |l| format!("index {} term {} leader {}", l.index, l.leader_id.term, l.leader_id.node_id));
+    Ok((format!("last entry: {last}\nmembers: {}", describe_membership(meta.last_membership.membership())), tree))
+}
+
+impl StateMachine {
+    pub fn new(shared: Arc<Shared>, log: &LogStore, recovered: &mut Recovered) -> StateMachine {
+        StateMachine {
+            shared,
+            log: log.shared.clone(),
+            applied: recovered.applied,
+            membership: recovered.membership.clone(),
+            current: Arc::new(Mutex::new(recovered.current.take())),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SErr> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut n = 0;
+        let shared = self.shared.clone();
+        let mut core = shared.lock();
+        for e in entries {
+            n += 1;
+            let zxid = zxid_of(e.log_id.index);
+            self.applied = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Blank => core.apply_entry(&shared, zxid, 0, 0, None),
+                EntryPayload::Normal(c) => core.apply_entry(&shared, zxid, c.origin, c.token, Some(c.txn.as_deref())),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(e.log_id), m);
+                    core.apply_entry(&shared, zxid, 0, 0, None);
+                }
+            }
+        }
+        Ok(vec![(); n])
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            config: self.shared.config.clone(),
+            log: self.log.clone(),
+            target: self.applied,
+            membership: self.membership.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, SErr> {
+        let (_, snap_dir) = crate::core::dirs(&self.shared.config);
+        std::fs::create_dir_all(&snap_dir).map_err(io_err)?;
+        let f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(snap_dir.join("incoming.tmp"))
+            .await
+            .map_err(io_err)?;
+        Ok(Box::new(f))
+    }
+
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<(), SErr> {
+        let (_, snap_dir) = crate::core::dirs(&self.shared.config);
+        let mut f = *snapshot;
+        f.flush().await.map_err(io_err)?;
+        f.sync_all().await.map_err(io_err)?;
+        drop(f);
+        let index = meta.last_log_id.map_or(0, |l| l.index + 1);
+        let path = snap_dir.join(format!("snapshot.{index:020}"));
+        std::fs::rename(snap_dir.join("incoming.tmp"), &path).map_err(io_err)?;
+        std::fs::File::open(&snap_dir).and_then(|d| d.sync_all()).map_err(io_err)?;
+        let config = self.shared.config.clone();
+        let p = path.clone();
+        let (_, tree) = tokio::task::spawn_blocking(move || read_snapshot_file(&config, &p))
+            .await
+            .map_err(io_err)?
+            .map_err(read_err)?;
+        tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), "installed a snapshot from the leader");
+        self.shared.replace_tree(tree);
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(CurrentSnapshot { meta: meta.clone(), path });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match current {
+            None => Ok(None),
+            Some(c) => {
+                let f = tokio::fs::File::open(&c.path).await.map_err(io_err)?;
+                Ok(Some(Snapshot { meta: c.meta, snapshot: Box::new(f) }))
+            }
+        }
+    }
+}
+
+pub struct SnapshotBuilder {
+    config: ServerConfig,
+    log: Arc<LogShared>,
+    target: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        let Some(target) = self.target else {
+            return Err(io_err(io::Error::other("nothing applied yet to snapshot")));
+        };
+        let meta = Meta {
+            last_log_id: Some(target),
+            last_membership: self.membership.clone(),
+            snapshot_id: format!("{}-{}", target.leader_id.term, target.index),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (config, log, m) = (self.config.clone(), self.log.clone(), meta.clone());
+        // A thread of its own with a low priority: the snapshot yields the cores to requests.
+        std::thread::Builder::new()
+            .name("ferrozk-snapshot".into())
+            .spawn(move || {
+                #[cfg(target_os = "linux")]
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+                }
+                let _ = tx.send(write_snapshot(&config, &log, &m));
+            })
+            .map_err(io_err)?;
+        let path = rx.await.map_err(io_err)?.map_err(|e| io_err(io::Error::other(e)))?;
+        self.log.trim(target.index);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(CurrentSnapshot { meta: meta.clone(), path: path.clone() });
+        if self.config.purge_interval_hours > 0 {
+            let purged = self.log.cache().purged.map_or(0, |p| p.index + 1);
+            if let Err(e) = crate::core::purge(&self.config, purged) {
+                tracing::warn!("autopurge failed: {e}");
+            }
+        }
+        let f = tokio::fs::File::open(&path).await.map_err(io_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(f) })
+    }
+}
+
+/// Writes the snapshot `meta` describes without touching the live tree: the newest snapshot
+/// below it is loaded and the log replayed onto it on this thread.
+fn write_snapshot(config: &ServerConfig, log: &LogShared, meta: &Meta) -> Result<PathBuf, String> {
+    let (wal_dir, snap_dir) = crate::core::dirs(config);
+    let target = meta.last_log_id.map_or(0, |l| l.index + 1);
+    let started = Instant::now();
+    // The entries up to the target may still be in the log thread's hands.
+    while log.flushed.load(Ordering::Acquire) < target {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut tree = None;
+    for file in snap::list(&snap_dir).into_iter().filter(|s| s.index <= target) {
+        match read_snapshot_file(config, &file.path) {
+            Ok((_, t)) => {
+                tree = Some(t);
+                break;
+            }
+            Err(e) => tracing::warn!("{e}; trying an older snapshot"),
+        }
+    }
+    let mut tree = tree.unwrap_or_else(|| crate::core::new_tree(config));
+    let base = tree.last_zxid() as u64;
+    if base < target {
+        let records = ferrozk_storage::read_range(&wal_dir, base, target).map_err(|e| e.to_string())?;
+        for r in records {
+            let e = decode_entry(&r.payload).map_err(|e| format!("damaged log record {}: {e}", r.index))?;
+            replay_entry(&mut tree, e);
+        }
+    }
+    let meta_bytes = bincode::serialize(meta).map_err(|e| e.to_string())?;
+    let path = snap::write(&snap_dir, target, |w| {
+        w.write_all(&(meta_bytes.len() as u32).to_be_bytes())?;
+        w.write_all(&meta_bytes)?;
+        tree.write_snapshot(w)
+    })
+    .map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+    tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+    Ok(path)
+}
+
+/// Applies one entry to a tree that no client sees (snapshot building).
+fn replay_entry(tree: &mut DataTree, e: Entry<TypeConfig>) {
+    let zxid = zxid_of(e.log_id.index);
+    match e.payload {
+        EntryPayload::Normal(Command { txn: Some(b), .. }) => match Txn::decode(&mut Reader::new(&b)) {
+            Ok(txn) => {
+                tree.apply(zxid, &txn);
+            }
+            Err(_) => tree.set_last_zxid(zxid),
+        },
+        _ => tree.set_last_zxid(zxid),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member-to-member transport: length-prefixed bincode frames over TCP on the quorum port.
+
+#[derive(Serialize, Deserialize)]
+enum PeerRequest {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// The rest of this connection carries [`Forwarded`] messages from a member to the leader.
+    ForwardStream { from: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
+enum PeerResponse {
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+}
+
+/// From a member to the leader, in the member's order.
+#[derive(Serialize, Deserialize)]
+pub enum Forwarded {
+    Write(Command),
+    /// Sessions whose clients were heard from since the last report (liveness for expiry).
+    Touch(Vec<i64>),
+}
+
+const MAX_PEER_FRAME: usize = 512 << 20;
+
+async fn write_msg<T: Serialize>(s: &mut (impl AsyncWriteExt + Unpin), msg: &T) -> io::Result<()> {
+    let body = bincode::serialize(msg).map_err(io::Error::other)?;
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    s.write_all(&out).await
+}
+
+async fn read_msg<T: for<'a> Deserialize<'a>>(s: &mut (impl AsyncReadExt + Unpin)) -> io::Result<T> {
+    let len = s.read_u32().await? as usize;
+    if len > MAX_PEER_FRAME {
+        return Err(io::Error::other(format!("peer frame of {len} bytes")));
+    }
+    let mut b = vec![0; len];
+    s.read_exact(&mut b).await?;
+    bincode::deserialize(&b).map_err(io::Error::other)
+}
+
+pub struct Network;
+
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    conn: Option<TcpStream>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient { target, addr: node.addr.clone(), conn: None }
+    }
+}
+
+impl PeerClient {
+    async fn call(&mut self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let r = tokio::time::timeout(ttl, async {
+            if self.conn.is_none() {
+                let s = TcpStream::connect(&self.addr).await?;
+                let _ = s.set_nodelay(true);
+                self.conn = Some(s);
+            }
+            let s = self.conn.as_mut().expect("connected");
+            write_msg(s, &req).await?;
+            read_msg::<PeerResponse>(s).await
+        })
+        .await;
+        match r {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(RPCError::Network(NetworkError::new(&io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {} in {ttl:?}", self.addr)))))
+            }
+        }
+    }
+
+    fn remote<E: std::error::Error>(&self, e: RaftError<u64, E>) -> RemoteError<u64, BasicNode, RaftError<u64, E>> {
+        RemoteError::new(self.target, e)
+    }
+}
+
+fn unexpected<E: std::error::Error>() -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+    RPCError::Network(NetworkError::new(&io::Error::other("unexpected answer from a peer")))
+}
+
+fn widen<E: std::error::Error>(e: RPCError<u64, BasicNode, RaftError<u64>>) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+    match e {
+        RPCError::Unreachable(u) => RPCError::Unreachable(u),
+        RPCError::Network(n) => RPCError::Network(n),
+        RPCError::PayloadTooLarge(p) => RPCError::PayloadTooLarge(p),
+        RPCError::Timeout(t) => RPCError::Timeout(t),
+        RPCError::RemoteError(r) => RPCError::Network(NetworkError::new(&io::Error::other(r.to_string()))),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.call(PeerRequest::Append(rpc), option.hard_ttl()).await? {
+            PeerResponse::Append(Ok(r)) => Ok(r),
+            PeerResponse::Append(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+        match self.call(PeerRequest::Snapshot(rpc), option.hard_ttl()).await.map_err(widen)? {
+            PeerResponse::Snapshot(Ok(r)) => Ok(r),
+            PeerResponse::Snapshot(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await? {
+            PeerResponse::Vote(Ok(r)) => Ok(r),
+            PeerResponse::Vote(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// Serves the quorum port: Raft RPCs, and the write streams members forward to the leader.
+pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (raft, shared) = (raft.clone(), shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_peer(stream, raft, shared).await {
+                tracing::debug!(%peer, "peer connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Result<()> {
+    loop {
+        let req: PeerRequest = read_msg(&mut s).await?;
+        let resp = match req {
+            PeerRequest::Append(r) => PeerResponse::Append(raft.append_entries(r).await),
+            PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
+            PeerRequest::Snapshot(r) => PeerResponse::Snapshot(raft.install_snapshot(r).await),
+            PeerRequest::ForwardStream { from } => {
+                tracing::debug!(member = from, "forwarding stream opened");
+                loop {
+                    match read_msg::<Forwarded>(&mut s).await? {
+                        // Proposed in the member's order; if this member is no longer leader the
+                        // entry is dropped and the member, seeing the new leader, fails it.
+                        Forwarded::Write(c) => {
+                            if raft.client_write_ff(c).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Forwarded::Touch(ids) => shared.touch_sessions(&ids),
+                    }
+                }
+            }
+        };
+        write_msg(&mut s, &resp).await?;
+    }
+}
+
+/// What the proposer sends to the leader: writes in order and liveness reports.
+pub enum Outbound {
+    Write { token: u64, command: Command },
+    Touch(Vec<i64>),
+}
+
+/// Sends this member's writes to the leader in order: straight into openraft when this
+/// member leads, over one stream to the leader otherwise.
+pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>) {
+    let me = shared.my_id;
+    let mut metrics = raft.metrics();
+    let mut link: Option<(u64, TcpStream)> = None;
+    let mut batch = Vec::new();
+    loop {
+        if rx.recv_many(&mut batch, 1024).await == 0 {
+            return;
+        }
+        let stop = batch.iter().any(|b| b.is_none());
+        let (leader, term) = loop {
+            let (l, term) = {
+                let m = metrics.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if let Some(l) = l {
+                break (l, term);
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        };
+        let tokens: Vec<u64> = batch.iter().flatten().filter_map(|o| match o { Outbound::Write { token, .. } => Some(*token), _ => None }).collect();
+        shared.mark_sent(&tokens, leader, term);
+        if leader == me {
+            for o in batch.drain(..).flatten() {
+                match o {
+                    Outbound::Write { command, .. } => {
+                        if raft.client_write_ff(command).await.is_err() {
+                            return;
+                        }
+                    }
+                    Outbound::Touch(ids) => shared.touch_sessions(&ids),
+                }
+            }
+        } else {
+            if link.as_ref().is_some_and(|(l, _)| *l != leader) {
+                link = None;
+            }
+            if link.is_none() {
+                let addr = metrics.borrow().membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+                if let Some(addr) = addr {
+                    match TcpStream::connect(&addr).await {
+                        Ok(mut s) => {
+                            let _ = s.set_nodelay(true);
+                            if write_msg(&mut s, &PeerRequest::ForwardStream { from: me }).await.is_ok() {
+                                link = Some((leader, s));
+                            }
+                        }
+                        Err(e) => tracing::warn!(leader, %addr, "cannot reach the leader: {e}"),
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            for o in batch.drain(..).flatten() {
+                let msg = match o {
+                    Outbound::Write { command, .. } => Forwarded::Write(command),
+                    Outbound::Touch(ids) => Forwarded::Touch(ids),
+                };
+                if let Ok(body) = bincode::serialize(&msg) {
+                    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&body);
+                }
+            }
+            let sent = match link.as_mut() {
+                Some((_, s)) => s.write_all(&out).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                // Their clients see the connection close and retry, as after a ZooKeeper
+                // leader change.
+                link = None;
+                shared.fail_sent_writes(None);
+            }
+        }
+        batch.clear();
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Follows leadership: a change fails the writes sent to the old leader, and a new leader
+/// gives every session a fresh timeout (as ZooKeeper does).
+pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut last = (None, 0);
+    loop {
+        let now = {
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if now != last {
+            tracing::info!(leader = ?now.0, term = now.1, "leadership changed");
+            shared.on_leader_change(now.0, now.1);
+            last = now;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// openraft's settings from `zoo.cfg`.
+pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
+    let solo = config.members.len() <= 1;
+    let c = openraft::Config {
+        cluster_name: "ferrozk".into(),
+        heartbeat_interval: if solo { 50 } else { 100 },
+        election_timeout_min: if solo { 150 } else { 600 },
+        election_timeout_max: if solo { 300 } else { 1200 },
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snap_count),
+        // Keep a snapshot's worth of log behind the newest one, so that a damaged newest
+        // snapshot can fall back to the one before it plus the log.
+        max_in_snapshot_log_to_keep: config.snap_count.saturating_mul(2),
+        max_payload_entries: 2000,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    };
+    c.validate().map_err(|e| e.to_string())
+}
+
+/// The initial members, for a log that has never been started.
+pub fn initial_members(config: &ServerConfig, my_id: u64) -> (BTreeMap<u64, BasicNode>, BTreeMap<u64, BasicNode>) {
+    let mut voters = BTreeMap::new();
+    let mut learners = BTreeMap::new();
+    if config.members.is_empty() {
+        voters.insert(my_id, BasicNode { addr: String::new() });
+    }
+    for m in &config.members {
+        let node = BasicNode { addr: m.peer_addr() };
+        if m.observer {
+            learners.insert(m.id, node);
+        } else {
+            voters.insert(m.id, node);
+        }
+    }
+    (voters, learners)
+}
+
+/// Starts consensus: openraft over the recovered log and tree; a new ensemble is initialised
+/// with the configured members (every member may do so with the same set).
+pub async fn start(
+    config: &ServerConfig,
+    shared: Arc<Shared>,
+    log: LogStore,
+    mut recovered: Recovered,
+) -> Result<Raft, String> {
+    let my_id = shared.my_id;
+    let purged = log.shared.cache().purged;
+    if purged.is_some_and(|p| recovered.applied.map_or(true, |a| a.index < p.index)) {
+        return Err(format!(
+            "the log before index {} was purged, and no readable snapshot covers it: refusing to start on an incomplete history",
+            purged.map_or(0, |p| p.index + 1)
+        ));
+    }
+    let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
+    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network, log, sm).await.map_err(|e| e.to_string())?;
+    let (voters, learners) = initial_members(config, my_id);
+    if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        // Observers join as learners once a leader exists (see `add_observers`).
+        match raft.initialize(voters).await {
+            Ok(()) => tracing::info!("initialised a new ensemble"),
+            Err(e) => tracing::debug!("initialise: {e}"),
+        }
+    }
+    if !learners.is_empty() {
+        tokio::spawn(add_observers(raft.clone(), learners, my_id));
+    }
+    Ok(raft)
+}
+
+/// The leader adds configured observers as learners (openraft's non-voting members).
+async fn add_observers(raft: Raft, learners: BTreeMap<u64, BasicNode>, my_id: u64) {
+    let mut metrics = raft.metrics();
+    loop {
+        let (leader, known): (Option<u64>, BTreeSet<u64>) = {
+            let m = metrics.borrow();
+            (m.current_leader, m.membership_config.membership().nodes().map(|(id, _)| *id).collect())
+        };
+        if learners.keys().all(|id| known.contains(id)) {
+            return;
+        }
+        if leader == Some(my_id) {
+            for (id, node) in &learners {
+                if !known.contains(id) {
+                    if let Err(e) = raft.add_learner(*id, node.clone(), false).await {
+                        tracing::warn!(observer = id, "cannot add observer: {e}");
+                    }
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
