@@ -124,6 +124,7 @@ where
 struct Established {
     session: i64,
     out_rx: mpsc::UnboundedReceiver<Out>,
+    read_only: bool,
 }
 
 /// Reads the ConnectRequest (or a four-letter word) and answers it. `Some` when a session is
@@ -169,7 +170,17 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         );
         return None;
     }
-    let (session, passwd) = if req.session_id == 0 {
+    // A member without a quorum serves nobody, unless read-only mode is on and the client
+    // accepts a read-only session (ZooKeeper's ReadOnlyZooKeeperServer).
+    let read_only = !shared.serving();
+    if read_only && !(shared.read_only() && req.read_only == Some(true)) {
+        tracing::info!(%peer, "closing a client connection: no quorum (not currently serving requests)");
+        return None;
+    }
+    let (session, passwd) = if req.session_id == 0 && read_only {
+        let id = shared.lock().new_session_id();
+        (id, (0..16).map(|_| rand::random::<u8>()).collect())
+    } else if req.session_id == 0 {
         let id = shared.lock().new_session_id();
         let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
         let rx = shared.propose(id, Vec::new(), TxnOp::CreateSession { timeout: timeout as i32, passwd: passwd.clone() });
@@ -217,7 +228,8 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 t.owner.replace(conn_id)
             }
             None => {
-                core.sessions.insert(session, Tracked { timeout, expires_at, owner: Some(conn_id), closing: false });
+                let t = Tracked { timeout, expires_at, owner: Some(conn_id), closing: false, local: read_only };
+                core.sessions.insert(session, t);
                 None
             }
         };
@@ -241,6 +253,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 last_response: 0,
                 last_latency: 0,
                 latency: Latency::default(),
+                read_only,
             },
         );
         core.stats.received += 1;
@@ -251,7 +264,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         timeout: timeout as i32,
         session_id: session,
         passwd: Some(passwd),
-        read_only: req.read_only.map(|_| false),
+        read_only: req.read_only.map(|_| read_only),
     };
     let mut out = Vec::new();
     write_frame(&mut out, |b| resp.encode(b));
@@ -260,7 +273,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         return None;
     }
     tracing::debug!(%peer, session = format!("0x{session:x}"), timeout, "session established");
-    Some(Established { session, out_rx })
+    Some(Established { session, out_rx, read_only })
 }
 
 fn drop_conn(shared: &Shared, conn_id: ConnId) {
@@ -289,6 +302,7 @@ async fn run_session<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let session = est.session;
+    let read_only = est.read_only;
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
     let Some(out) = shared.lock().conns.get(&conn_id).map(|c| c.out.clone()) else { return };
@@ -370,6 +384,16 @@ async fn run_session<R, W>(
                 continue;
             }
             _ => {}
+        }
+        if read_only && (write_txn(&req).is_some() || matches!(req, Request::Sync(_))) {
+            let zxid = shared.lock().tree.last_zxid();
+            if req == Request::CloseSession {
+                shared.lock().sessions.remove(&session);
+                ordered(reply_frame(hdr.xid, zxid, 0, None), true);
+            } else {
+                ordered(reply_frame(hdr.xid, zxid, ErrorCode::NotReadOnly.code(), None), false);
+            }
+            continue;
         }
         if let Some(txn_op) = write_txn(&req) {
             let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: txn_op };

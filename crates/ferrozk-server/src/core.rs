@@ -48,6 +48,8 @@ pub struct ConnEntry {
     pub last_response: i64,
     pub last_latency: u64,
     pub latency: Latency,
+    /// Served by a member cut off from the quorum: reads only.
+    pub read_only: bool,
 }
 
 /// A live session on this server: when it expires and which connection holds it.
@@ -56,6 +58,8 @@ pub struct Tracked {
     pub expires_at: u64,
     pub owner: Option<ConnId>,
     pub closing: bool,
+    /// A read-only session of a member cut off from the quorum: known only here.
+    pub local: bool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -116,6 +120,7 @@ struct PendingWrite {
     /// The leader and term it was handed to: a change of either fails it (its outcome is
     /// then unknown).
     sent_to: Option<(u64, u64)>,
+    sent_at: Option<Instant>,
 }
 
 /// Something a connection must answer in its place among its writes.
@@ -173,6 +178,7 @@ pub struct Shared {
     is_leader: AtomicBool,
     /// The current leader's id (0: none known).
     leader: AtomicU64,
+    relink: AtomicBool,
     next_conn: AtomicU64,
 }
 
@@ -201,6 +207,7 @@ impl Shared {
             ensemble,
             is_leader: AtomicBool::new(false),
             leader: AtomicU64::new(0),
+            relink: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -237,6 +244,17 @@ impl Shared {
 
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Acquire)
+    }
+
+    /// Whether this server serves clients normally: standalone, or an ensemble member that
+    /// knows a leader (a member cut off from the quorum serves nobody, or read-only sessions).
+    pub fn serving(&self) -> bool {
+        !self.ensemble || self.leader().is_some()
+    }
+
+    /// Cut off from the quorum with `readonlymode.enabled`: serving read-only sessions.
+    pub fn read_only(&self) -> bool {
+        !self.serving() && self.config.read_only_mode
     }
 
     /// The current leader's id, if one is known.
@@ -276,7 +294,7 @@ impl Shared {
             if let Reply::Client(r) | Reply::Sync(r, _) = &reply {
                 core.backlog.entry(r.conn).or_default().push_back(Waiting::Write(token));
             }
-            core.writes.insert(token, PendingWrite { reply, sent_to: None });
+            core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
             token
         };
         let command = Command { origin: self.my_id, token, txn };
@@ -289,8 +307,27 @@ impl Shared {
         for t in tokens {
             if let Some(w) = core.writes.get_mut(t) {
                 w.sent_to = Some((leader, term));
+                w.sent_at = Some(Instant::now());
             }
         }
+    }
+
+    /// A write handed over long ago and still not applied was lost on the way (a link that
+    /// silently stopped delivering, a leader that dropped it): it fails like the others, and
+    /// the proposer opens a new link. Returns whether any did.
+    pub fn fail_stale_writes(&self, max_age: Duration) -> bool {
+        let stale = self.lock().writes.values().any(|w| w.sent_at.is_some_and(|t| t.elapsed() > max_age));
+        if stale {
+            tracing::warn!("writes handed to the leader {max_age:?} ago were never applied: failing them and reconnecting");
+            self.relink.store(true, Ordering::Release);
+            self.fail_sent_writes(None);
+        }
+        stale
+    }
+
+    /// Whether the proposer must open a new link to the leader (and clears the request).
+    pub fn take_relink(&self) -> bool {
+        self.relink.swap(false, Ordering::AcqRel)
     }
 
     /// Writes handed to a leader other than `current` (all, if `None`) have an unknown
@@ -316,9 +353,23 @@ impl Shared {
 
     pub fn on_leader_change(&self, leader: Option<u64>, term: u64) {
         let leading = leader == Some(self.my_id);
+        let had_leader = self.leader().is_some();
         self.leader.store(leader.unwrap_or(0), Ordering::Release);
         self.is_leader.store(leading, Ordering::Release);
         self.fail_sent_writes(leader.map(|l| (l, term)));
+        if self.ensemble && had_leader != leader.is_some() {
+            // As a ZooKeeper member restarts its server when it loses or finds the quorum:
+            // losing it, its clients go and find a member that has one; finding it, the
+            // read-only sessions end (their clients reconnect read-write).
+            let mut core = self.lock();
+            let ids: Vec<ConnId> = core.conns.iter().filter(|(_, c)| leader.is_none() || c.read_only).map(|(id, _)| *id).collect();
+            for id in ids {
+                if let Some(c) = core.conns.get(&id) {
+                    let _ = c.out.send(Out::Close);
+                }
+            }
+            core.sessions.retain(|_, t| !t.local);
+        }
         if leading {
             // A new leader gives every session a fresh timeout (it cannot know when followers
             // last heard from their clients).
@@ -380,7 +431,7 @@ impl Core {
         let ids: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(id, s)| (*id, s.timeout)).collect();
         for (id, timeout) in ids {
             let timeout = timeout.max(0) as u64;
-            self.sessions.insert(id, Tracked { timeout, expires_at: shared.expiry_for(timeout), owner: None, closing: false });
+            self.sessions.insert(id, Tracked { timeout, expires_at: shared.expiry_for(timeout), owner: None, closing: false, local: false });
         }
     }
 
@@ -567,7 +618,7 @@ impl Core {
             TxnOp::CreateSession { timeout, .. } => {
                 let timeout = *timeout as u64;
                 let expires_at = shared.expiry_for(timeout);
-                self.sessions.entry(txn.session).or_insert(Tracked { timeout, expires_at, owner: None, closing: false });
+                self.sessions.entry(txn.session).or_insert(Tracked { timeout, expires_at, owner: None, closing: false, local: false });
             }
             TxnOp::CloseSession => {
                 if let Some(t) = self.sessions.remove(&txn.session) {
@@ -635,6 +686,8 @@ pub async fn run_expiry(shared: Arc<Shared>) {
     // Members report their clients' liveness to the leader twice a tick, as ZooKeeper's
     // followers do with their pings.
     let report_every = (tick / 2).max(1);
+    // Longer than any election plus a slow fsync: a write older than this was lost.
+    let stale_after = Duration::from_millis((crate::raft::timing(&shared.config).1 * 4).max(5000));
     let mut next_report = shared.now() + report_every;
     loop {
         // Wake for whichever comes first: the next tick boundary, report or reaping.
@@ -642,6 +695,9 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         let wake = next_tick.min(next_reap).min(if shared.ensemble { next_report } else { u64::MAX });
         tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
         let now = shared.now();
+        if shared.ensemble {
+            shared.fail_stale_writes(stale_after);
+        }
         if shared.ensemble && now >= next_report {
             next_report = now + report_every;
             shared.report_liveness();
@@ -650,6 +706,7 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         if !shared.is_leader() {
             if now >= next_tick {
                 next_tick = (now / tick + 1) * tick;
+                expire_local_sessions(&shared, now);
             }
             if now >= next_reap {
                 next_reap = now + reap_every;
@@ -670,13 +727,27 @@ pub async fn run_expiry(shared: Arc<Shared>) {
     }
 }
 
+/// Read-only sessions end where they live: their connection closes.
+fn expire_local_sessions(shared: &Shared, now: u64) {
+    let mut core = shared.lock();
+    let expired: Vec<(i64, Option<ConnId>)> =
+        core.sessions.iter().filter(|(_, t)| t.local && t.expires_at <= now).map(|(id, t)| (*id, t.owner)).collect();
+    for (id, owner) in expired {
+        core.sessions.remove(&id);
+        if let Some(c) = owner.and_then(|o| core.conns.get(&o)) {
+            let _ = c.out.send(Out::Close);
+        }
+    }
+}
+
 /// Proposes the close of every session whose lease ran out by `now`.
 fn expire_sessions(shared: &Shared, now: u64) {
+    expire_local_sessions(shared, now);
     let expired: Vec<i64> = {
         let mut core = shared.lock();
         let mut ids = Vec::new();
         for (id, t) in core.sessions.iter_mut() {
-            if !t.closing && t.expires_at <= now {
+            if !t.closing && !t.local && t.expires_at <= now {
                 t.closing = true;
                 ids.push(*id);
             }

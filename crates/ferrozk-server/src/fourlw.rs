@@ -30,6 +30,8 @@ fn hex_session(id: i64) -> String {
 pub fn mode(shared: &Shared) -> &'static str {
     if !shared.ensemble {
         "standalone"
+    } else if shared.read_only() {
+        "read-only"
     } else if shared.is_leader() {
         "leader"
     } else if shared.config.members.iter().any(|m| m.id == shared.my_id && m.observer) {
@@ -43,9 +45,16 @@ pub fn run(shared: &Shared, word: &str) -> String {
     if !shared.config.four_letter_allowed(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
+    // ZooKeeper's words that need a running server say so when there is none (a member
+    // without a quorum, unless it serves read-only).
+    const NEED_SERVER: &[&str] =
+        &["srvr", "stat", "cons", "conf", "mntr", "crst", "srst", "wchs", "wchc", "wchp", "dump", "dirs", "hash"];
+    if !shared.serving() && !shared.read_only() && NEED_SERVER.contains(&word) {
+        return "This ZooKeeper instance is not currently serving requests\n".into();
+    }
     match word {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => if shared.read_only() { "ro" } else { "rw" }.into(),
         "srvr" => server_stats(shared, false),
         "stat" => server_stats(shared, true),
         "cons" => connections(shared),
@@ -75,6 +84,12 @@ pub fn run(shared: &Shared, word: &str) -> String {
                 core.watches.path_count(),
                 core.watches.count()
             )
+        }
+        // ZooKeeper lists recent "zxid in hex: digest" lines; ferrozk gives the current one,
+        // equal on members that applied the same log.
+        "hash" => {
+            let core = shared.lock();
+            format!("{:x}: {}\n", core.tree.last_zxid(), core.tree.digest())
         }
         "wchc" => {
             let core = shared.lock();
@@ -135,7 +150,7 @@ pub fn run(shared: &Shared, word: &str) -> String {
             format!("datadir_size: {size}\nlogdir_size: {log}\n")
         }
         "gtmk" => "0".into(),
-        "stmk" | "hash" => String::new(),
+        "stmk" => String::new(),
         _ => String::new(),
     }
 }

@@ -205,6 +205,9 @@ impl ServerBuilder {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(raft::watch_leadership(shared.clone(), raft.clone())));
         let proposer = tokio::spawn(raft::run_proposer(shared.clone(), raft.clone(), proposals));
+        if shared.ensemble {
+            tasks.push(tokio::spawn(raft::check_quorum(shared.clone(), raft.clone())));
+        }
         if let Some(l) = peer_listener {
             tracing::info!(addr = %l.local_addr()?, id = my_id, "serving ensemble members");
             tasks.push(tokio::spawn(raft::serve_peers(l, raft.clone(), shared.clone())));

@@ -849,7 +849,15 @@ async fn read_msg<T: for<'a> Deserialize<'a>>(s: &mut (impl AsyncReadExt + Unpin
     bincode::deserialize(&b).map_err(io::Error::other)
 }
 
-pub struct Network;
+/// Reaches members at the addresses of this server's own `zoo.cfg` (as ZooKeeper does),
+/// falling back to the address recorded in the membership.
+pub struct Network {
+    addrs: BTreeMap<u64, String>,
+}
+
+fn local_addrs(config: &ServerConfig) -> BTreeMap<u64, String> {
+    config.members.iter().map(|m| (m.id, m.peer_addr())).collect()
+}
 
 pub struct PeerClient {
     target: u64,
@@ -861,7 +869,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        PeerClient { target, addr: node.addr.clone(), conn: None }
+        let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
+        PeerClient { target, addr, conn: None }
     }
 }
 
@@ -1036,11 +1045,14 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                 }
             }
         } else {
-            if link.as_ref().is_some_and(|(l, _)| *l != leader) {
+            if shared.take_relink() || link.as_ref().is_some_and(|(l, _)| *l != leader) {
                 link = None;
             }
             if link.is_none() {
-                let addr = metrics.borrow().membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+                let addr = local_addrs(&shared.config)
+                    .get(&leader)
+                    .cloned()
+                    .or_else(|| metrics.borrow().membership_config.membership().get_node(&leader).map(|n| n.addr.clone()));
                 if let Some(addr) = addr {
                     match TcpStream::connect(&addr).await {
                         Ok(mut s) => {
@@ -1105,12 +1117,12 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
 
 /// openraft's settings from `zoo.cfg`.
 pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
-    let solo = config.members.len() <= 1;
+    let (heartbeat, election) = timing(config);
     let c = openraft::Config {
         cluster_name: "ferrozk".into(),
-        heartbeat_interval: if solo { 50 } else { 100 },
-        election_timeout_min: if solo { 150 } else { 600 },
-        election_timeout_max: if solo { 300 } else { 1200 },
+        heartbeat_interval: heartbeat,
+        election_timeout_min: election,
+        election_timeout_max: election * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snap_count),
         // Keep a snapshot's worth of log behind the newest one, so that a damaged newest
         // snapshot can fall back to the one before it plus the log.
@@ -1120,6 +1132,44 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
         ..Default::default()
     };
     c.validate().map_err(|e| e.to_string())
+}
+
+/// Heartbeat interval and the shortest election timeout, in ms. A member suspects the leader
+/// after one to two ticks of silence (ZooKeeper waits syncLimit ticks, 10 s by default), so a
+/// failover completes within two ticks plus the election; never below 500 ms, so that a busy
+/// machine's scheduling hiccups do not depose a healthy leader.
+pub fn timing(config: &ServerConfig) -> (u64, u64) {
+    if config.members.len() <= 1 {
+        return (50, 150);
+    }
+    let election = config.tick_time.max(500);
+    (election / 5, election)
+}
+
+/// A leader that cannot reach a quorum steps down (check-quorum), as a ZooKeeper leader
+/// does after syncLimit: its clients then look for a member that has one.
+pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
+    let (_, election) = timing(&shared.config);
+    let period = Duration::from_millis(election / 2);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(period).await;
+        if !shared.is_leader() {
+            failing_since = None;
+            continue;
+        }
+        let ok = matches!(tokio::time::timeout(period * 2, raft.ensure_linearizable()).await, Ok(Ok(_)));
+        match (ok, failing_since) {
+            (true, _) => failing_since = None,
+            (false, None) => failing_since = Some(Instant::now()),
+            (false, Some(t)) if t.elapsed() >= Duration::from_millis(election * 2) => {
+                tracing::warn!("no quorum answered for {:?}: stepping down", t.elapsed());
+                let _ = raft.trigger().elect().await;
+                failing_since = None;
+            }
+            (false, Some(_)) => {}
+        }
+    }
 }
 
 /// The initial members, for a log that has never been started.
@@ -1157,7 +1207,7 @@ pub async fn start(
         ));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network, log, sm).await.map_err(|e| e.to_string())?;
+    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config) }, log, sm).await.map_err(|e| e.to_string())?;
     let (voters, learners) = initial_members(config, my_id);
     if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
         // Observers join as learners once a leader exists (see `add_observers`).
