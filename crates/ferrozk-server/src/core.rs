@@ -179,6 +179,8 @@ pub struct Shared {
     /// The current leader's id (0: none known).
     leader: AtomicU64,
     relink: AtomicBool,
+    /// False while this leader hears no quorum (check-quorum).
+    quorum: AtomicBool,
     next_conn: AtomicU64,
 }
 
@@ -208,6 +210,7 @@ impl Shared {
             is_leader: AtomicBool::new(false),
             leader: AtomicU64::new(0),
             relink: AtomicBool::new(false),
+            quorum: AtomicBool::new(true),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -249,7 +252,35 @@ impl Shared {
     /// Whether this server serves clients normally: standalone, or an ensemble member that
     /// knows a leader (a member cut off from the quorum serves nobody, or read-only sessions).
     pub fn serving(&self) -> bool {
-        !self.ensemble || self.leader().is_some()
+        !self.ensemble || (self.leader().is_some() && self.quorum.load(Ordering::Acquire))
+    }
+
+    /// The leader's check-quorum verdict; returns whether it changed.
+    pub fn set_quorum(&self, ok: bool) -> bool {
+        let was = self.serving();
+        let changed = self.quorum.swap(ok, Ordering::AcqRel) != ok;
+        if changed {
+            self.serving_changed(was);
+        }
+        changed
+    }
+
+    /// As a ZooKeeper member restarts its server when it loses or finds the quorum: losing
+    /// it, its clients go and find a member that has one; finding it, the read-only sessions
+    /// end (their clients reconnect read-write).
+    fn serving_changed(&self, was: bool) {
+        let now = self.serving();
+        if !self.ensemble || was == now {
+            return;
+        }
+        let mut core = self.lock();
+        let ids: Vec<ConnId> = core.conns.iter().filter(|(_, c)| !now || c.read_only).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some(c) = core.conns.get(&id) {
+                let _ = c.out.send(Out::Close);
+            }
+        }
+        core.sessions.retain(|_, t| !t.local);
     }
 
     /// Cut off from the quorum with `readonlymode.enabled`: serving read-only sessions.
@@ -353,23 +384,14 @@ impl Shared {
 
     pub fn on_leader_change(&self, leader: Option<u64>, term: u64) {
         let leading = leader == Some(self.my_id);
-        let had_leader = self.leader().is_some();
+        let was = self.serving();
         self.leader.store(leader.unwrap_or(0), Ordering::Release);
         self.is_leader.store(leading, Ordering::Release);
-        self.fail_sent_writes(leader.map(|l| (l, term)));
-        if self.ensemble && had_leader != leader.is_some() {
-            // As a ZooKeeper member restarts its server when it loses or finds the quorum:
-            // losing it, its clients go and find a member that has one; finding it, the
-            // read-only sessions end (their clients reconnect read-write).
-            let mut core = self.lock();
-            let ids: Vec<ConnId> = core.conns.iter().filter(|(_, c)| leader.is_none() || c.read_only).map(|(id, _)| *id).collect();
-            for id in ids {
-                if let Some(c) = core.conns.get(&id) {
-                    let _ = c.out.send(Out::Close);
-                }
-            }
-            core.sessions.retain(|_, t| !t.local);
+        if !leading {
+            self.quorum.store(true, Ordering::Release);
         }
+        self.fail_sent_writes(leader.map(|l| (l, term)));
+        self.serving_changed(was);
         if leading {
             // A new leader gives every session a fresh timeout (it cannot know when followers
             // last heard from their clients).

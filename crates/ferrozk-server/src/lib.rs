@@ -346,8 +346,11 @@ impl Server {
         // Writes handed over are proposed; then consensus stops and the log thread, its last
         // batch written, ends.
         self.shared.stop_proposer();
-        if let Some(p) = self.proposer.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), p).await;
+        if let Some(mut p) = self.proposer.take() {
+            // Without a leader it would wait for one; what it holds fails with the connections.
+            if tokio::time::timeout(std::time::Duration::from_millis(500), &mut p).await.is_err() {
+                p.abort();
+            }
         }
         let _ = self.raft.shutdown().await;
         drop(self.raft);

@@ -1146,29 +1146,31 @@ pub fn timing(config: &ServerConfig) -> (u64, u64) {
     (election / 5, election)
 }
 
-/// A leader that cannot reach a quorum steps down (check-quorum), as a ZooKeeper leader
-/// does after syncLimit: its clients then look for a member that has one.
+/// A leader that cannot reach a quorum stops serving (check-quorum), as a ZooKeeper leader
+/// does after syncLimit: its clients then look for a member that has one (or stay read-only).
+/// openraft keeps it leader until another is elected; nothing it proposes can commit meanwhile.
 pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
     let (_, election) = timing(&shared.config);
-    let period = Duration::from_millis(election / 2);
-    let mut failing_since: Option<Instant> = None;
+    let election = Duration::from_millis(election);
+    let mut last_ok = Instant::now();
     loop {
-        tokio::time::sleep(period).await;
         if !shared.is_leader() {
-            failing_since = None;
+            shared.set_quorum(true);
+            tokio::time::sleep(election / 2).await;
+            last_ok = Instant::now();
             continue;
         }
-        let ok = matches!(tokio::time::timeout(period * 2, raft.ensure_linearizable()).await, Ok(Ok(_)));
-        match (ok, failing_since) {
-            (true, _) => failing_since = None,
-            (false, None) => failing_since = Some(Instant::now()),
-            (false, Some(t)) if t.elapsed() >= Duration::from_millis(election * 2) => {
-                tracing::warn!("no quorum answered for {:?}: stepping down", t.elapsed());
-                let _ = raft.trigger().elect().await;
-                failing_since = None;
-            }
-            (false, Some(_)) => {}
+        // A quorum round trip (the read index).
+        if matches!(tokio::time::timeout(election, raft.ensure_linearizable()).await, Ok(Ok(_))) {
+            last_ok = Instant::now();
+            shared.set_quorum(true);
+            tokio::time::sleep(election / 2).await;
+            continue;
         }
+        if last_ok.elapsed() >= election * 2 && shared.set_quorum(false) {
+            tracing::warn!("no quorum answered for {:?}: not serving until one does", last_ok.elapsed());
+        }
+        tokio::time::sleep(election / 10).await;
     }
 }
 
@@ -1210,10 +1212,33 @@ pub async fn start(
     let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config) }, log, sm).await.map_err(|e| e.to_string())?;
     let (voters, learners) = initial_members(config, my_id);
     if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
-        // Observers join as learners once a leader exists (see `add_observers`).
-        match raft.initialize(voters).await {
-            Ok(()) => tracing::info!("initialised a new ensemble"),
-            Err(e) => tracing::debug!("initialise: {e}"),
+        // A new ensemble: the lowest id starts it at once; the others wait to hear from it
+        // and start it themselves only if it stays silent (several members initialising at
+        // once would depose each other's first leader). Observers join later as learners.
+        let first = voters.keys().next() == Some(&my_id);
+        let wait = if first { Duration::ZERO } else { Duration::from_millis(timing(config).1 * 4) };
+        let raft = raft.clone();
+        let init = async move {
+            let mut metrics = raft.metrics();
+            let _ = tokio::time::timeout(wait, async {
+                while metrics.borrow().membership_config.membership().voter_ids().next().is_none() {
+                    if metrics.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if !raft.is_initialized().await.unwrap_or(true) {
+                match raft.initialize(voters).await {
+                    Ok(()) => tracing::info!("initialised a new ensemble"),
+                    Err(e) => tracing::debug!("initialise: {e}"),
+                }
+            }
+        };
+        if first {
+            init.await;
+        } else {
+            tokio::spawn(init);
         }
     }
     if !learners.is_empty() {
