@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub members: Vec<Member>,
     /// This server's id: the `myid` file in dataDir (read at start) unless set here.
     pub my_id: Option<u64>,
+    /// `reconfigEnabled`: the reconfig operation is allowed (ZooKeeper's default: false).
+    pub reconfig_enabled: bool,
     /// `linearizableReads`: every read waits for the leader's read index (a ferrozk extra).
     pub linearizable_reads: bool,
     /// Keys present in the file that this version does not act on.
@@ -127,6 +129,7 @@ impl Default for ServerConfig {
             members: Vec::new(),
             my_id: None,
             linearizable_reads: false,
+            reconfig_enabled: false,
             unused_keys: Vec::new(),
         }
     }
@@ -176,7 +179,7 @@ impl std::error::Error for ConfigError {}
 /// Keys a ZooKeeper config may carry that ferrozk accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
     "initLimit", "syncLimit", "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
-    "admin.commandURL", "standaloneEnabled", "reconfigEnabled", "dynamicConfigFile", "peerType",
+    "admin.commandURL", "standaloneEnabled", "dynamicConfigFile", "peerType",
     "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
     "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
     "metricsProvider.httpPort", "metricsProvider.httpHost", "metricsProvider.exportJvmInfo",
@@ -298,6 +301,7 @@ impl ServerConfig {
                     c.members.push(m);
                 }
                 "linearizableReads" => c.linearizable_reads = boolean(&value)?,
+                "reconfigEnabled" => c.reconfig_enabled = boolean(&value)?,
                 k if k.starts_with("group.") || k.starts_with("weight.") => c.unused_keys.push(key.clone()),
                 k if KNOWN_UNUSED.contains(&k) || k.starts_with("ssl.") || k.starts_with("admin.")
                     || k.starts_with("metricsProvider.") || k.starts_with("authProvider.")

@@ -395,6 +395,18 @@ async fn run_session<R, W>(
             }
             continue;
         }
+        if let Request::Reconfig(r) = &req {
+            if shared.ensemble {
+                match crate::raft::prepare_reconfig(&shared, &auth, r) {
+                    Ok(plan) => shared.submit_reconfig(reply_to(), plan),
+                    Err(code) => {
+                        let zxid = shared.lock().tree.last_zxid();
+                        ordered(reply_frame(hdr.xid, zxid, code.code(), None), false);
+                    }
+                }
+                continue;
+            }
+        }
         if let Some(txn_op) = write_txn(&req) {
             let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: txn_op };
             shared.submit_write(txn, Reply::Client(reply_to()));

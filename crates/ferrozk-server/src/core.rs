@@ -300,6 +300,11 @@ impl Shared {
         rx
     }
 
+    /// A write of the server's own that nobody waits for.
+    pub fn propose_detached_op(&self, op: TxnOp) {
+        self.propose_detached(0, op);
+    }
+
     fn propose_detached(&self, session: i64, op: TxnOp) {
         self.submit_write(Txn { session, time: wall_ms(), auth: Vec::new(), op }, Reply::None);
     }
@@ -315,6 +320,36 @@ impl Shared {
     /// acknowledged before the sync is visible here.
     pub fn submit_sync(&self, reply: ReplyTo, path: String) {
         self.submit(None, Reply::Sync(reply, path));
+    }
+
+    /// A client's reconfig: the leader changes the membership, then the new config is
+    /// applied like a write and answered in this connection's order.
+    pub fn submit_reconfig(&self, reply: ReplyTo, plan: crate::raft::ReconfigPlan) {
+        let token = self.register(Reply::Client(reply));
+        let _ = self.proposals.send(Some(Outbound::Reconfig { token, plan }));
+    }
+
+    /// Answers a write that will not be applied with ZooKeeper's error `code`.
+    pub fn fail_write_with(&self, token: u64, code: ferrozk_proto::ErrorCode) {
+        let mut core = self.lock();
+        if let Some(PendingWrite { reply: Reply::Client(r), .. }) = core.writes.remove(&token) {
+            let zxid = core.tree.last_zxid();
+            let frame = crate::ops::reply_frame(r.xid, zxid, code.code(), None);
+            let conn = r.conn;
+            r.send(&mut core, Some(frame), false);
+            core.release_backlog(conn, token);
+        }
+    }
+
+    fn register(&self, reply: Reply) -> u64 {
+        let mut core = self.lock();
+        core.next_token += 1;
+        let token = core.next_token;
+        if let Reply::Client(r) | Reply::Sync(r, _) = &reply {
+            core.backlog.entry(r.conn).or_default().push_back(Waiting::Write(token));
+        }
+        core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
+        token
     }
 
     fn submit(&self, txn: Option<Vec<u8>>, reply: Reply) {

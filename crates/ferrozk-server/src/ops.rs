@@ -127,6 +127,9 @@ pub fn write_reply(xid: i32, opcode: i32, applied: &Applied) -> Vec<u8> {
                 reply_frame(xid, zxid, 0, Some(&MultiResponse { results: results.clone() }))
             }
             Outcome::Deleted | Outcome::SessionCreated | Outcome::SessionClosed => reply_frame(xid, zxid, 0, None),
+            Outcome::Config { data, stat } => {
+                reply_frame(xid, zxid, 0, Some(&GetDataResponse { data: Some(data.clone()), stat: stat.clone() }))
+            }
         },
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrozk_proto::{Decode, Reader};
+use ferrozk_proto::{Decode, ErrorCode, Reader};
 use ferrozk_storage::{snap, Wal};
 use ferrozk_tree::{DataTree, Txn};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -32,7 +32,7 @@ use openraft::raft::{
 };
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
+    Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = (),
         NodeId = u64,
-        Node = BasicNode,
+        Node = ZkNode,
         Entry = Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
@@ -55,7 +55,29 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 type SErr = StorageError<u64>;
-type Meta = SnapshotMeta<u64, BasicNode>;
+type Meta = SnapshotMeta<u64, ZkNode>;
+
+/// A member as the membership records it: where peers reach it (`host:quorumPort`) and its
+/// `server.N` line's value, for `/zookeeper/config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZkNode {
+    pub addr: String,
+    pub spec: String,
+}
+
+impl std::fmt::Display for ZkNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+impl ZkNode {
+    fn of(m: &crate::config::Member, client: Option<std::net::SocketAddr>) -> ZkNode {
+        let role = if m.observer { "observer" } else { "participant" };
+        let client = m.client_addr.or(client).map(|a| format!(";{a}")).unwrap_or_default();
+        ZkNode { addr: m.peer_addr(), spec: format!("{}:{}:{}:{role}{client}", m.host, m.quorum_port, m.election_port) }
+    }
+}
 
 /// One replicated write: the encoded `Txn` (none for a `sync` barrier), and the member and
 /// token under which the client's connection waits for it (member 0: nobody waits).
@@ -139,12 +161,13 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
     ))
 }
 
-fn describe_membership(m: &Membership<u64, BasicNode>) -> String {
-    let voters: BTreeSet<u64> = m.voter_ids().collect();
-    m.nodes()
-        .map(|(id, n)| format!("{id}={}{}", n.addr, if voters.contains(id) { "" } else { ":observer" }))
-        .collect::<Vec<_>>()
-        .join(",")
+fn describe_membership(m: &Membership<u64, ZkNode>) -> String {
+    m.nodes().map(|(id, n)| format!("server.{id}={}", n.spec)).collect::<Vec<_>>().join(", ")
+}
+
+/// `/zookeeper/config`'s server lines for a membership.
+fn config_text(m: &Membership<u64, ZkNode>) -> String {
+    m.nodes().map(|(id, n)| format!("server.{id}={}\n", n.spec)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,7 +551,7 @@ pub struct StateMachine {
     shared: Arc<Shared>,
     log: Arc<LogShared>,
     applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
+    membership: StoredMembership<u64, ZkNode>,
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
 }
 
@@ -536,7 +559,7 @@ pub struct StateMachine {
 pub struct Recovered {
     pub tree: DataTree,
     applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
+    membership: StoredMembership<u64, ZkNode>,
     current: Option<CurrentSnapshot>,
 }
 
@@ -614,7 +637,7 @@ impl StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SErr> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, ZkNode>), SErr> {
         Ok((self.applied, self.membership.clone()))
     }
 
@@ -706,7 +729,7 @@ pub struct SnapshotBuilder {
     config: ServerConfig,
     log: Arc<LogShared>,
     target: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
+    membership: StoredMembership<u64, ZkNode>,
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
 }
 
@@ -812,6 +835,7 @@ enum PeerRequest {
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// The rest of this connection carries [`Forwarded`] messages from a member to the leader.
     ForwardStream { from: u64 },
+    Reconfig { origin: u64, token: u64, plan: ReconfigPlan },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -819,6 +843,8 @@ enum PeerResponse {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// Done (the new config is proposed), or ZooKeeper's error code.
+    Reconfig(Result<(), i32>),
 }
 
 /// From a member to the leader, in the member's order.
@@ -868,14 +894,14 @@ pub struct PeerClient {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: u64, node: &ZkNode) -> PeerClient {
         let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
         PeerClient { target, addr, conn: None }
     }
 }
 
 impl PeerClient {
-    async fn call(&mut self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, RPCError<u64, BasicNode, RaftError<u64>>> {
+    async fn call(&mut self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, RPCError<u64, ZkNode, RaftError<u64>>> {
         let r = tokio::time::timeout(ttl, async {
             if self.conn.is_none() {
                 let s = TcpStream::connect(&self.addr).await?;
@@ -900,16 +926,16 @@ impl PeerClient {
         }
     }
 
-    fn remote<E: std::error::Error>(&self, e: RaftError<u64, E>) -> RemoteError<u64, BasicNode, RaftError<u64, E>> {
+    fn remote<E: std::error::Error>(&self, e: RaftError<u64, E>) -> RemoteError<u64, ZkNode, RaftError<u64, E>> {
         RemoteError::new(self.target, e)
     }
 }
 
-fn unexpected<E: std::error::Error>() -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+fn unexpected<E: std::error::Error>() -> RPCError<u64, ZkNode, RaftError<u64, E>> {
     RPCError::Network(NetworkError::new(&io::Error::other("unexpected answer from a peer")))
 }
 
-fn widen<E: std::error::Error>(e: RPCError<u64, BasicNode, RaftError<u64>>) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+fn widen<E: std::error::Error>(e: RPCError<u64, ZkNode, RaftError<u64>>) -> RPCError<u64, ZkNode, RaftError<u64, E>> {
     match e {
         RPCError::Unreachable(u) => RPCError::Unreachable(u),
         RPCError::Network(n) => RPCError::Network(n),
@@ -924,7 +950,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ZkNode, RaftError<u64>>> {
         match self.call(PeerRequest::Append(rpc), option.hard_ttl()).await? {
             PeerResponse::Append(Ok(r)) => Ok(r),
             PeerResponse::Append(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
@@ -936,7 +962,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, ZkNode, RaftError<u64, InstallSnapshotError>>> {
         match self.call(PeerRequest::Snapshot(rpc), option.hard_ttl()).await.map_err(widen)? {
             PeerResponse::Snapshot(Ok(r)) => Ok(r),
             PeerResponse::Snapshot(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
@@ -948,7 +974,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: VoteRequest<u64>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ZkNode, RaftError<u64>>> {
         match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await? {
             PeerResponse::Vote(Ok(r)) => Ok(r),
             PeerResponse::Vote(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
@@ -981,6 +1007,9 @@ async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Re
             PeerRequest::Append(r) => PeerResponse::Append(raft.append_entries(r).await),
             PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
             PeerRequest::Snapshot(r) => PeerResponse::Snapshot(raft.install_snapshot(r).await),
+            PeerRequest::Reconfig { origin, token, plan } => {
+                PeerResponse::Reconfig(lead_reconfig(&shared, &raft, origin, token, plan).await.map_err(|e| e.code()))
+            }
             PeerRequest::ForwardStream { from } => {
                 tracing::debug!(member = from, "forwarding stream opened");
                 loop {
@@ -1005,6 +1034,9 @@ async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Re
 pub enum Outbound {
     Write { token: u64, command: Command },
     Touch(Vec<i64>),
+    /// A reconfig of a client of this member: the leader changes the membership, then
+    /// proposes the new `/zookeeper/config` under this token.
+    Reconfig { token: u64, plan: ReconfigPlan },
 }
 
 /// Sends this member's writes to the leader in order: straight into openraft when this
@@ -1042,6 +1074,14 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                         }
                     }
                     Outbound::Touch(ids) => shared.touch_sessions(&ids),
+                    Outbound::Reconfig { token, plan } => {
+                        let (shared, raft) = (shared.clone(), raft.clone());
+                        tokio::spawn(async move {
+                            if let Err(code) = lead_reconfig(&shared, &raft, me, token, plan).await {
+                                shared.fail_write_with(token, code);
+                            }
+                        });
+                    }
                 }
             }
         } else {
@@ -1070,6 +1110,28 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                 let msg = match o {
                     Outbound::Write { command, .. } => Forwarded::Write(command),
                     Outbound::Touch(ids) => Forwarded::Touch(ids),
+                    Outbound::Reconfig { token, plan } => {
+                        // A request of its own to the leader, which answers when it is done.
+                        let addr = local_addrs(&shared.config).get(&leader).cloned();
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            let r = match addr {
+                                Some(addr) => {
+                                    let mut c = PeerClient { target: leader, addr, conn: None };
+                                    let req = PeerRequest::Reconfig { origin: me, token, plan };
+                                    match c.call(req, Duration::from_secs(60)).await {
+                                        Ok(PeerResponse::Reconfig(r)) => r.map_err(|c| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError)),
+                                        _ => Err(ErrorCode::ConnectionLoss),
+                                    }
+                                }
+                                None => Err(ErrorCode::ConnectionLoss),
+                            };
+                            if let Err(code) = r {
+                                shared.fail_write_with(token, code);
+                            }
+                        });
+                        continue;
+                    }
                 };
                 if let Ok(body) = bincode::serialize(&msg) {
                     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -1108,11 +1170,184 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
             tracing::info!(leader = ?now.0, term = now.1, "leadership changed");
             shared.on_leader_change(now.0, now.1);
             last = now;
+            if shared.ensemble && now.0 == Some(shared.my_id) {
+                tokio::spawn(publish_initial_config(shared.clone()));
+            }
         }
         if metrics.changed().await.is_err() {
             return;
         }
     }
+}
+
+/// A new ensemble's leader writes the configured members to `/zookeeper/config` (as
+/// ZooKeeper shows its static configuration there), once it has applied what came before.
+async fn publish_initial_config(shared: Arc<Shared>) {
+    tokio::time::sleep(Duration::from_millis(timing(&shared.config).1)).await;
+    if !shared.is_leader() || shared.lock().tree.config_version() != 0 {
+        return;
+    }
+    let (voters, learners) = initial_members(&shared.config, shared.my_id);
+    let servers: String = voters.iter().chain(learners.iter()).map(|(id, n)| (id, n)).collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .map(|(id, n)| format!("server.{id}={}\n", n.spec))
+        .collect();
+    shared.propose_detached_op(ferrozk_tree::TxnOp::SetConfig { servers });
+}
+
+/// A reconfig as a client asked for it: checked on the member it reached, carried out by
+/// the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconfigPlan {
+    joining: Vec<(u64, ZkNode, bool)>,
+    leaving: Vec<u64>,
+    new_members: Option<Vec<(u64, ZkNode, bool)>>,
+    /// Whether the client may write `/zookeeper/config` (checked last, as ZooKeeper does).
+    authorized: bool,
+}
+
+/// `server.N=host:port:port[:role][;client]` entries, comma-separated.
+fn parse_servers(list: &str) -> Result<Vec<(u64, ZkNode, bool)>, ErrorCode> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = item.split_once('=').ok_or(ErrorCode::BadArguments)?;
+        let id = key.trim().strip_prefix("server.").and_then(|n| n.parse::<u64>().ok()).ok_or(ErrorCode::BadArguments)?;
+        let m = crate::config::Member::parse(id, value.trim()).map_err(|_| ErrorCode::BadArguments)?;
+        out.push((id, ZkNode { addr: m.peer_addr(), spec: value.trim().to_string() }, m.observer));
+    }
+    Ok(out)
+}
+
+/// The checks ZooKeeper makes before it involves the quorum, in its order: reconfig enabled,
+/// the expected config version, well-formed arguments. WRITE on `/zookeeper/config` (in
+/// practice: the super user) is noted here and enforced by the leader after its own checks.
+pub fn prepare_reconfig(shared: &Shared, auth: &[ferrozk_proto::Id], r: &ferrozk_proto::ReconfigRequest) -> Result<ReconfigPlan, ErrorCode> {
+    if !shared.ensemble || !shared.config.reconfig_enabled {
+        return Err(ErrorCode::ReconfigDisabled);
+    }
+    let (version, authorized) = {
+        let core = shared.lock();
+        let node = core.tree.node("/zookeeper/config").ok_or(ErrorCode::NoNode)?;
+        let authorized = ferrozk_tree::acl::check(&node.acl, ferrozk_proto::codes::perms::WRITE, auth).is_ok();
+        (core.tree.config_version(), authorized)
+    };
+    if r.cur_config_id != -1 && r.cur_config_id != version {
+        return Err(ErrorCode::BadVersion);
+    }
+    let new_members = parse_servers(&r.new_members)?;
+    let joining = parse_servers(&r.joining_servers)?;
+    let leaving = r
+        .leaving_servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>().map_err(|_| ErrorCode::BadArguments))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReconfigPlan { joining, leaving, new_members: (!new_members.is_empty()).then_some(new_members), authorized })
+}
+
+/// On the leader: changes the membership (openraft's joint consensus), then proposes the new
+/// `/zookeeper/config`, answered by member `origin` under `token`.
+async fn lead_reconfig(shared: &Arc<Shared>, raft: &Raft, origin: u64, token: u64, plan: ReconfigPlan) -> Result<(), ErrorCode> {
+    static IN_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if IN_PROGRESS.swap(true, Ordering::AcqRel) {
+        return Err(ErrorCode::ReconfigInProgress);
+    }
+    let r = change_members(shared, raft, plan).await;
+    IN_PROGRESS.store(false, Ordering::Release);
+    let servers = r?;
+    let mut txn = Vec::new();
+    ferrozk_proto::Encode::encode(
+        &Txn { session: 0, time: crate::core::wall_ms(), auth: Vec::new(), op: ferrozk_tree::TxnOp::SetConfig { servers } },
+        &mut txn,
+    );
+    raft.client_write_ff(Command { origin, token, txn: Some(txn) }).await.map_err(|_| ErrorCode::ConnectionLoss)?;
+    Ok(())
+}
+
+async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Result<String, ErrorCode> {
+    use openraft::ChangeMembers;
+    if !shared.is_leader() {
+        return Err(ErrorCode::ConnectionLoss);
+    }
+    let wait = Duration::from_millis(timing(&shared.config).1 * 4);
+    let current = raft.metrics().borrow().membership_config.clone();
+    let cm = current.membership();
+    if cm.get_joint_config().len() > 1 {
+        return Err(ErrorCode::ReconfigInProgress);
+    }
+    let voters: BTreeSet<u64> = cm.voter_ids().collect();
+    let mut target: BTreeMap<u64, (ZkNode, bool)> =
+        cm.nodes().map(|(id, n)| (*id, (n.clone(), !voters.contains(id)))).collect();
+    match plan.new_members.clone() {
+        Some(all) => target = all.into_iter().map(|(id, n, o)| (id, (n, o))).collect(),
+        None => {
+            for id in &plan.leaving {
+                target.remove(id);
+            }
+            for (id, n, o) in &plan.joining {
+                target.insert(*id, (n.clone(), *o));
+            }
+        }
+    }
+    let new_voters: BTreeSet<u64> = target.iter().filter(|(_, (_, o))| !o).map(|(id, _)| *id).collect();
+    // ZooKeeper (with standaloneEnabled, its default) wants at least two voters.
+    if new_voters.len() < 2 {
+        return Err(ErrorCode::BadArguments);
+    }
+    // A quorum of the new voters must be connected and caught up with this leader.
+    let synced = {
+        let m = raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let slack = 1000;
+        new_voters
+            .iter()
+            .filter(|id| {
+                **id == shared.my_id
+                    || m.replication.as_ref().and_then(|r| r.get(id)).and_then(|x| x.as_ref()).is_some_and(|l| l.index + slack >= last)
+            })
+            .count()
+    };
+    if synced * 2 <= new_voters.len() {
+        return Err(ErrorCode::NewConfigNoQuorum);
+    }
+    if !plan.authorized {
+        return Err(ErrorCode::NoAuth);
+    }
+    let failed = |e: String| {
+        tracing::warn!("reconfig failed: {e}");
+        ErrorCode::NewConfigNoQuorum
+    };
+    for (id, (node, observer)) in &target {
+        match cm.get_node(id) {
+            // A new member first follows as a learner; one that will vote must catch up first.
+            None => match tokio::time::timeout(wait, raft.add_learner(*id, node.clone(), !observer)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(failed(e.to_string())),
+                Err(_) => return Err(failed(format!("server {id} did not catch up within {wait:?}"))),
+            },
+            Some(old) if old != node => {
+                let change = ChangeMembers::SetNodes([(*id, node.clone())].into_iter().collect());
+                raft.change_membership(change, true).await.map_err(|e| failed(e.to_string()))?;
+            }
+            Some(_) => {}
+        }
+    }
+    if new_voters != voters {
+        let change = tokio::time::timeout(wait, raft.change_membership(ChangeMembers::ReplaceAllVoters(new_voters), true));
+        match change.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => return Err(failed(format!("the new voters did not commit within {wait:?}"))),
+        }
+    }
+    let now = raft.metrics().borrow().membership_config.clone();
+    let leftover: BTreeSet<u64> = now.membership().nodes().map(|(id, _)| *id).filter(|id| !target.contains_key(id)).collect();
+    if !leftover.is_empty() {
+        raft.change_membership(ChangeMembers::RemoveNodes(leftover), false).await.map_err(|e| failed(e.to_string()))?;
+    }
+    let m = raft.metrics().borrow().membership_config.clone();
+    Ok(config_text(m.membership()))
 }
 
 /// openraft's settings from `zoo.cfg`.
@@ -1175,14 +1410,15 @@ pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
 }
 
 /// The initial members, for a log that has never been started.
-pub fn initial_members(config: &ServerConfig, my_id: u64) -> (BTreeMap<u64, BasicNode>, BTreeMap<u64, BasicNode>) {
+pub fn initial_members(config: &ServerConfig, my_id: u64) -> (BTreeMap<u64, ZkNode>, BTreeMap<u64, ZkNode>) {
     let mut voters = BTreeMap::new();
     let mut learners = BTreeMap::new();
     if config.members.is_empty() {
-        voters.insert(my_id, BasicNode { addr: String::new() });
+        voters.insert(my_id, ZkNode::default());
     }
     for m in &config.members {
-        let node = BasicNode { addr: m.peer_addr() };
+        let client = if m.id == my_id { Some(config.client_addr) } else { None };
+        let node = ZkNode::of(m, client);
         if m.observer {
             learners.insert(m.id, node);
         } else {
@@ -1248,7 +1484,7 @@ pub async fn start(
 }
 
 /// The leader adds configured observers as learners (openraft's non-voting members).
-async fn add_observers(raft: Raft, learners: BTreeMap<u64, BasicNode>, my_id: u64) {
+async fn add_observers(raft: Raft, learners: BTreeMap<u64, ZkNode>, my_id: u64) {
     let mut metrics = raft.metrics();
     loop {
         let (leader, known): (Option<u64>, BTreeSet<u64>) = {

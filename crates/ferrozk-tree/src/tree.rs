@@ -125,6 +125,8 @@ pub enum Outcome {
     Multi(Vec<OpResult>),
     SessionCreated,
     SessionClosed,
+    /// A reconfig's answer: the new `/zookeeper/config` and its Stat.
+    Config { data: Vec<u8>, stat: Stat },
 }
 
 #[derive(Debug)]
@@ -197,6 +199,18 @@ impl DataTree {
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
+    }
+
+    /// The version of the ensemble's configuration (`version=` in `/zookeeper/config`; 0
+    /// before any).
+    pub fn config_version(&self) -> i64 {
+        let data = self.nodes.get("/zookeeper/config").and_then(|n| n.data.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&data)
+            .lines()
+            .filter_map(|l| l.strip_prefix("version="))
+            .filter_map(|v| i64::from_str_radix(v.trim(), 16).ok())
+            .last()
+            .unwrap_or(0)
     }
 
     /// Records that log entry `zxid` was applied without changing the tree (a consensus entry
@@ -441,6 +455,19 @@ impl DataTree {
             TxnOp::SetAcl { path, acl, version } => self.set_acl(ctx, path, acl, *version),
             TxnOp::Check { path, version } => self.check(ctx, path, *version),
             TxnOp::DeleteContainer { path } => self.delete_container(ctx, path, changes),
+            TxnOp::SetConfig { servers } => {
+                let p = "/zookeeper/config";
+                let data = format!("{servers}version={:x}", ctx.zxid).into_bytes();
+                self.save(p);
+                let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
+                node.data = Some(data.clone());
+                node.stat.mtime = ctx.time;
+                node.stat.mzxid = ctx.zxid;
+                node.stat.version += 1;
+                let stat = node.stat();
+                changes.push(Change { path: p.to_string(), kind: ChangeKind::DataChanged, acl: node.acl.clone() });
+                Ok(Outcome::Config { data, stat })
+            }
             TxnOp::Error(code) => Err(*code),
             TxnOp::CreateSession { .. } | TxnOp::CloseSession | TxnOp::Multi(_) => Err(ErrorCode::Unimplemented),
         }

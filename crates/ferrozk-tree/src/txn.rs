@@ -35,6 +35,9 @@ pub enum TxnOp {
     /// A write the server refused before proposing (e.g. an undecodable multi); it still takes
     /// a zxid, as ZooKeeper's ErrorTxn does.
     Error(ErrorCode),
+    /// The ensemble's membership changed (reconfig): `/zookeeper/config` becomes `servers`
+    /// (one `server.N=...` line each) followed by `version=<this zxid in hex>`.
+    SetConfig { servers: String },
 }
 
 impl TxnOp {
@@ -50,6 +53,7 @@ impl TxnOp {
             TxnOp::Multi(_) => 8,
             TxnOp::DeleteContainer { .. } => 9,
             TxnOp::Error(_) => 10,
+            TxnOp::SetConfig { .. } => 11,
         }
     }
 
@@ -93,6 +97,7 @@ impl Encode for TxnOp {
             TxnOp::Multi(ops) => ops.encode(out),
             TxnOp::DeleteContainer { path } => path.encode(out),
             TxnOp::Error(code) => code.code().encode(out),
+            TxnOp::SetConfig { servers } => servers.encode(out),
         }
     }
 }
@@ -120,6 +125,7 @@ impl Decode for TxnOp {
             7 => TxnOp::Check { path: String::decode(r)?, version: r.read_i32()? },
             8 => TxnOp::Multi(Vec::decode(r)?),
             9 => TxnOp::DeleteContainer { path: String::decode(r)? },
+            11 => TxnOp::SetConfig { servers: String::decode(r)? },
             10 => {
                 let code = r.read_i32()?;
                 TxnOp::Error(ErrorCode::from_code(code).ok_or(DecodeError::BadValue("error code", code as i64))?)

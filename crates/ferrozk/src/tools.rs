@@ -65,6 +65,7 @@ fn describe(op: &TxnOp) -> String {
         TxnOp::Multi(ops) => format!("multi [{}]", ops.iter().map(describe).collect::<Vec<_>>().join("; ")),
         TxnOp::DeleteContainer { path } => format!("deleteContainer {path}"),
         TxnOp::Error(code) => format!("error {}", code.code()),
+        TxnOp::SetConfig { servers } => format!("reconfig [{}]", servers.trim_end().replace('\n', "; ")),
     }
 }
 
