@@ -339,3 +339,65 @@ async fn election_observers_follow_the_hand_over_without_a_herd() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_never_exceeds_its_leases_and_wakes_one_waiter_per_release() {
+    use ferrozk_client::recipes::Semaphore;
+    const MAX: usize = 2;
+    let s = server("semaphore").await;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut wakeups = Vec::new();
+    for i in 0..6 {
+        let zk = s.client().await;
+        let mut sem = Semaphore::new(&zk, "/sem", &format!("w{i}"), MAX);
+        wakeups.push(sem.wakeups.clone());
+        let inside = inside.clone();
+        tasks.push(tokio::spawn(async move {
+            let checker = Semaphore::new(&zk, "/sem", "checker", MAX);
+            for _ in 0..4 {
+                assert!(sem.acquire(None).await.unwrap());
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(now <= MAX, "{now} holders of {MAX} leases");
+                let holders = checker.lease_holders().await.unwrap();
+                assert!(holders.len() <= MAX && holders.contains(&format!("w{i}")), "lease holders {holders:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                sem.release().await.unwrap();
+            }
+            zk.close().await;
+        }));
+    }
+    for t in tasks {
+        within("semaphore workers", t).await.unwrap();
+    }
+    // Lock hand-offs wake one waiter each, and only the lock holder watches the lease pool.
+    let woken: u64 = wakeups.iter().map(|w| w.load(Ordering::SeqCst)).sum();
+    assert!(woken <= 2 * 24, "herd: {woken} wake-ups for 24 acquisitions");
+
+    let zk = s.client().await;
+    let mut a = Semaphore::new(&zk, "/sem", "a", MAX);
+    let mut b = Semaphore::new(&zk, "/sem", "b", MAX);
+    let mut c = Semaphore::new(&zk, "/sem", "c", MAX);
+    assert!(a.acquire(None).await.unwrap() && b.acquire(None).await.unwrap());
+    assert!(!c.acquire(Some(Duration::from_millis(200))).await.unwrap(), "a third lease of two");
+    let mut holders = a.lease_holders().await.unwrap();
+    holders.sort();
+    assert_eq!(holders, vec!["a", "b"], "the timed-out contender left no lease");
+    assert_eq!(
+        Semaphore::new(&zk, "/sem", "x", 3).acquire(None).await,
+        Err(ErrorCode::BadArguments),
+        "max_leases must match the recorded value"
+    );
+    // A waiter gets a lease as soon as one is released, and a dropped holder gives its lease back.
+    let waiting = tokio::spawn(async move {
+        let got = c.acquire(None).await.unwrap();
+        (c, got)
+    });
+    a.release().await.unwrap();
+    let (c, got) = within("a freed lease", waiting).await.unwrap();
+    assert!(got && c.is_acquired());
+    drop(b);
+    eventually("a dropped holder's lease goes", || async { c.lease_holders().await.unwrap() == vec!["c"] }).await;
+    s.shutdown().await;
+}

@@ -11,10 +11,12 @@
 mod election;
 mod lock;
 mod misc;
+mod semaphore;
 
 pub use election::{LeaderElection, LeaderObserver};
 pub use lock::{Lock, LockKind};
 pub use misc::{Barrier, Counter};
+pub use semaphore::Semaphore;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
