@@ -8,14 +8,18 @@
 //! the recipe's [`Canceller::cancel`]) removes the node it had created, so no orphan is left
 //! queued in front of other clients.
 
+mod barrier;
 mod election;
 mod lock;
 mod misc;
+mod party;
 mod semaphore;
 
+pub use barrier::DoubleBarrier;
 pub use election::{LeaderElection, LeaderObserver};
 pub use lock::{Lock, LockKind};
 pub use misc::{Barrier, Counter};
+pub use party::Party;
 pub use semaphore::Semaphore;
 
 use std::future::Future;
