@@ -13,6 +13,7 @@ mod election;
 mod lock;
 mod misc;
 mod party;
+mod queue;
 mod semaphore;
 
 pub use barrier::DoubleBarrier;
@@ -20,6 +21,7 @@ pub use election::{LeaderElection, LeaderObserver};
 pub use lock::{Lock, LockKind};
 pub use misc::{Barrier, Counter};
 pub use party::Party;
+pub use queue::{LockingQueue, Queue};
 pub use semaphore::Semaphore;
 
 use std::future::Future;
