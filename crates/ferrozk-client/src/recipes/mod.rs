@@ -9,20 +9,24 @@
 //! queued in front of other clients.
 
 mod barrier;
+mod cache;
 mod election;
 mod lock;
 mod misc;
 mod party;
 mod queue;
 mod semaphore;
+mod watchers;
 
 pub use barrier::DoubleBarrier;
+pub use cache::{CacheEvent, NodeCache, NodeData, TreeCache};
 pub use election::{LeaderElection, LeaderObserver};
 pub use lock::{Lock, LockKind};
 pub use misc::{Barrier, Counter};
 pub use party::Party;
 pub use queue::{LockingQueue, Queue};
 pub use semaphore::Semaphore;
+pub use watchers::DataWatch;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
