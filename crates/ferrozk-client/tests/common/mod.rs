@@ -29,7 +29,18 @@ pub async fn server(name: &str) -> TestServer {
         }
     };
     let root = format!("/ferrozk-tests/{unique}");
-    let zk = Client::connect(&host).await.unwrap_or_else(|e| panic!("cannot reach {host}: {e}"));
+    // A just-started ZooKeeper answers ruok a moment before it accepts sessions.
+    let mut attempts = 0;
+    let zk = loop {
+        match Client::connect(&host).await {
+            Ok(zk) => break zk,
+            Err(_) if attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot reach {host}: {e}"),
+        }
+    };
     ensure_path(&zk, &root).await.unwrap();
     zk.close().await;
     TestServer { server, connect: format!("{host}{root}") }
