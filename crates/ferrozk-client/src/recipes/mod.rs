@@ -152,8 +152,9 @@ impl CleanupGuard {
 
     /// Cleans up now (for attempts that end without being dropped).
     pub(crate) async fn clean_up(mut self) {
-        self.armed = false;
         remove_leftovers(&self.zk, &self.parent, &self.leftover).await;
+        // Disarmed only now: if this future is dropped mid-way, the guard still cleans up.
+        self.armed = false;
     }
 }
 
