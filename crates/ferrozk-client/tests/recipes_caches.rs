@@ -202,3 +202,50 @@ async fn config_watcher_sees_each_change() {
     assert_eq!(within("channel end", seen.recv()).await, None);
     s.shutdown().await;
 }
+
+/// Always against an in-process ferrozk server (even with `FERROZK_TEST_ZK`): it restarts the
+/// server under the caches' session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_catch_up_after_a_server_restart() {
+    use ferrozk_server::Server;
+    let dir = std::env::temp_dir().join(format!("ferrozk-recipes-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = |addr: std::net::SocketAddr| {
+        let dir = dir.clone();
+        async move { Server::builder().client_addr(addr).data_dir(dir).tick_time(200).start().await.unwrap() }
+    };
+    let s = start("127.0.0.1:0".parse().unwrap()).await;
+    let addr = s.client_addr();
+    let zk = Client::connect(&s.connect_string()).await.unwrap();
+    zk.create("/r", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    zk.create("/r/kept", b"1", open_acl(), CreateMode::Persistent).await.unwrap();
+    zk.create("/r/removed", b"1", open_acl(), CreateMode::Persistent).await.unwrap();
+    let (tree, mut tree_events) = TreeCache::start(&zk, "/r").await.unwrap();
+    let (node, _node_events) = NodeCache::start(&zk, "/r/kept").await.unwrap();
+    let mut node_copy = node.subscribe();
+    let session = zk.session_id();
+
+    s.shutdown().await;
+    let s = start(addr).await;
+    // Written as soon as the server is back, likely before the caches' client (backing off
+    // between attempts) re-attaches: persistent watches replay nothing, only the caches'
+    // re-read after reconnecting can see these.
+    let writer = Client::connect(&s.connect_string()).await.unwrap();
+    writer.set_data("/r/kept", b"2", -1).await.unwrap();
+    writer.delete("/r/removed", -1).await.unwrap();
+    writer.create("/r/added", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    writer.create("/r/marker", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    loop {
+        if let CacheEvent::Created { path, .. } = within("marker", tree_events.recv()).await.unwrap() {
+            if path == "/r/marker" {
+                break;
+            }
+        }
+    }
+    assert_eq!(zk.session_id(), session, "the caches' session re-attached");
+    assert_eq!(tree.snapshot(), server_tree(&writer, "/r").await, "tree copy after the restart");
+    within("node copy", node_copy.wait_for(|n| data_of(n) == Some(b"2"))).await.unwrap();
+    let (data, stat) = writer.get_data("/r/kept").await.unwrap();
+    assert_eq!(node.get(), Some(NodeData { data, stat }));
+    s.shutdown().await;
+}
