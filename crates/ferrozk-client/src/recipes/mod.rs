@@ -7,6 +7,10 @@
 //! Waiting calls can be abandoned safely: dropping the future of an `acquire`/`get` (or calling
 //! the recipe's [`Canceller::cancel`]) removes the node it had created, so no orphan is left
 //! queued in front of other clients.
+//!
+//! The watching recipes ([`NodeCache`], [`TreeCache`], [`DataWatch`], [`LeaderObserver`]) run
+//! on a spawned task holding a handle on the session: the session stays open while one runs.
+//! Drop them, or [`Client::close`] the session, to end them.
 
 mod barrier;
 mod cache;
