@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ensure_path;
+use super::{delete_in_background, ensure_path, uuid_hex, wait_until, Canceller, CleanupGuard, Leftover, Waited};
 use crate::{open_acl, Client, CreateMode, ErrorCode};
 
 /// What a lock node stands for, and which others it waits behind.
@@ -39,20 +39,35 @@ impl LockKind {
 }
 
 /// A distributed lock. Re-entrant within one `Lock` value (acquire counts, release uncounts).
+///
+/// ```no_run
+/// # async fn demo(zk: &ferrozk_client::Client) -> Result<(), ferrozk_client::ErrorCode> {
+/// use ferrozk_client::recipes::Lock;
+/// let mut lock = Lock::new(zk, "/locks/report", "worker-1");
+/// if lock.acquire(Some(std::time::Duration::from_secs(5))).await? {
+///     // ... only one holder at a time here ...
+///     lock.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Abandoning a wait leaves nothing behind: dropping the `acquire` future, or calling
+/// [`Canceller::cancel`] on [`Lock::canceller`], removes this contender's node (a dropped future
+/// has it removed by a spawned task). Dropping a `Lock` that is held releases it the same way.
 pub struct Lock {
     zk: Client,
     path: String,
     kind: LockKind,
-    prefix: String,
     data: Vec<u8>,
     node: Option<String>,
     holds: u32,
+    cancel: Canceller,
     /// How many times this contender was woken by a watch (for checking there is no herd).
     pub wakeups: Arc<AtomicU64>,
 }
 
 /// The 10-digit sequence after one of `names`, if `child` is a contender of that kind.
-fn sequence<'a>(child: &'a str, names: &[&str]) -> Option<&'a str> {
+pub(crate) fn sequence<'a>(child: &'a str, names: &[&str]) -> Option<&'a str> {
     for n in names {
         if let Some(at) = child.rfind(n) {
             let seq = &child[at + n.len()..];
@@ -73,15 +88,14 @@ impl Lock {
     }
 
     pub fn with_kind(zk: &Client, path: &str, identifier: &str, kind: LockKind) -> Lock {
-        let uuid: u128 = rand::random();
         Lock {
             zk: zk.clone(),
             path: path.trim_end_matches('/').to_string(),
             kind,
-            prefix: format!("{uuid:032x}{}", kind.node_name()),
             data: identifier.as_bytes().to_vec(),
             node: None,
             holds: 0,
+            cancel: Canceller::default(),
             wakeups: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -90,33 +104,52 @@ impl Lock {
         self.holds > 0
     }
 
-    /// Waits for the lock (at most `timeout`, if given). `Ok(false)` when it timed out; the
-    /// contender's node is removed then.
+    /// The path of this contender's node while the lock is held.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// A handle that makes a pending [`Lock::acquire`] give up (it then returns `Ok(false)`).
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// Waits for the lock (at most `timeout`, if given). `Ok(false)` when it timed out or was
+    /// cancelled; the contender's node is removed then.
     pub async fn acquire(&mut self, timeout: Option<Duration>) -> Result<bool, ErrorCode> {
         if self.holds > 0 {
             self.holds += 1;
             return Ok(true);
         }
+        self.cancel.reset();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         ensure_path(&self.zk, &self.path).await?;
-        let node = self
+        // A fresh name per attempt: cleaning up after an abandoned attempt can then never
+        // touch the node of a later one.
+        let prefix = format!("{}{}", uuid_hex(), self.kind.node_name());
+        let guard = CleanupGuard::new(&self.zk, &self.path, Leftover::Prefix(prefix.clone()));
+        let result = match self
             .zk
-            .create(&format!("{}/{}", self.path, self.prefix), &self.data, open_acl(), CreateMode::EphemeralSequential)
-            .await?;
-        let name = node.rsplit('/').next().unwrap_or_default().to_string();
-        self.node = Some(node);
-        let result = self.wait_turn(&name, deadline).await;
+            .create(&format!("{}/{prefix}", self.path), &self.data, open_acl(), CreateMode::EphemeralSequential)
+            .await
+        {
+            Ok(node) => {
+                let name = node.rsplit('/').next().unwrap_or_default().to_string();
+                self.wait_turn(&name, deadline).await.map(|got| got.then_some(node))
+            }
+            Err(e) => Err(e),
+        };
         match result {
-            Ok(true) => {
+            Ok(Some(node)) => {
+                guard.disarm();
+                self.node = Some(node);
                 self.holds = 1;
                 Ok(true)
             }
             other => {
-                // Timed out or failed: leave the queue so nobody waits behind us.
-                if let Some(n) = self.node.take() {
-                    let _ = self.zk.delete(&n, -1).await;
-                }
-                other
+                // Timed out, cancelled or failed: leave the queue so nobody waits behind us.
+                guard.clean_up().await;
+                other.map(|_| false)
             }
         }
     }
@@ -124,6 +157,9 @@ impl Lock {
     async fn wait_turn(&self, name: &str, deadline: Option<tokio::time::Instant>) -> Result<bool, ErrorCode> {
         let own = sequence(name, &[self.kind.node_name()]).ok_or(ErrorCode::SystemError)?.to_string();
         loop {
+            if self.cancel.is_cancelled() {
+                return Ok(false);
+            }
             let (children, _) = self.zk.get_children(&self.path).await?;
             if !children.iter().any(|c| c == name) {
                 // Our node went with our session.
@@ -140,17 +176,20 @@ impl Lock {
             if stat.is_none() {
                 continue;
             }
-            match deadline {
-                None => {
-                    let _ = watch.await;
-                }
-                Some(d) => {
-                    if tokio::time::timeout_at(d, watch).await.is_err() {
-                        return Ok(false);
-                    }
-                }
+            match wait_until(watch, deadline, &self.cancel).await {
+                Waited::Done(_) => {}
+                Waited::TimedOut | Waited::Cancelled => return Ok(false),
             }
             self.wakeups.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops every hold without waiting for the server: the node is deleted by a spawned task.
+    /// For owners being dropped or cancelled mid-way (they cannot await a release).
+    pub(crate) fn release_in_background(&mut self) {
+        self.holds = 0;
+        if let Some(n) = self.node.take() {
+            delete_in_background(&self.zk, n);
         }
     }
 
@@ -164,7 +203,12 @@ impl Lock {
             if let Some(n) = self.node.take() {
                 match self.zk.delete(&n, -1).await {
                     Ok(()) | Err(ErrorCode::NoNode) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // Keep trying while the session lives, or the waiters would wait for
+                        // the session to end.
+                        delete_in_background(&self.zk, n);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -190,6 +234,25 @@ impl Lock {
             }
         }
         Ok(out)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.holds > 0 {
+            self.release_in_background();
+        }
+    }
+}
+
+/// Releases a held lock if the future holding it is dropped before it releases normally.
+pub(crate) struct ReleaseOnDrop<'a>(pub(crate) &'a mut Lock);
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.0.is_acquired() {
+            self.0.release_in_background();
+        }
     }
 }
 

@@ -1,37 +1,9 @@
-//! Leader election, a shared counter and a barrier.
+//! A shared counter and a barrier.
 
 use std::time::Duration;
 
-use super::{ensure_path, Lock};
+use super::ensure_path;
 use crate::{open_acl, Client, CreateMode, ErrorCode};
-
-/// Leader election as kazoo's `Election`: candidates queue on a lock; the holder leads until it
-/// returns (or its session ends), then the next candidate in line takes over.
-pub struct LeaderElection {
-    lock: Lock,
-}
-
-impl LeaderElection {
-    pub fn new(zk: &Client, path: &str, identifier: &str) -> LeaderElection {
-        LeaderElection { lock: Lock::new(zk, path, identifier) }
-    }
-
-    /// Waits to be elected, runs `lead`, then steps down.
-    pub async fn run<F, T>(&mut self, lead: F) -> Result<T, ErrorCode>
-    where
-        F: std::future::Future<Output = T>,
-    {
-        self.lock.acquire(None).await?;
-        let out = lead.await;
-        self.lock.release().await?;
-        Ok(out)
-    }
-
-    /// The candidates' identifiers, the leader first (kazoo's `contenders()`).
-    pub async fn contenders(&self) -> Result<Vec<String>, ErrorCode> {
-        self.lock.contenders().await
-    }
-}
 
 /// A counter kept as a decimal number in a node, changed with versioned writes (kazoo's
 /// `Counter`): concurrent changes never lose an update.
