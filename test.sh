@@ -48,6 +48,8 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
   if cargo build --quiet; then
     export FERROZK_BIN="$PWD/target/debug/ferrozk"
     step "kazoo suite" bash interop/kazoo/run.sh -q
+    step "kazoo suite, 3-member ensemble" env ZOOKEEPER_CLUSTER_SIZE=3 bash interop/kazoo/run.sh -q
+    step "ensemble faults (3 and 5 members)" bash interop/ensemble/run.sh
     step "differential vs ZooKeeper" bash interop/differential/run.sh
     step "zkCli.sh script" bash interop/zkcli/run.sh
     step "ferrozk cli vs zkCli.sh" bash crates/ferrozk-cli/tests/zkcli_interop.sh
@@ -57,6 +59,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "Go client" bash interop/clients/go/run.sh
     step "Node client" bash interop/clients/node/run.sh
     step "cross-client lock (Rust + kazoo)" bash interop/clients/crosslock/run.sh
+    step "recipes vs ZooKeeper" bash interop/recipes/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
   fi

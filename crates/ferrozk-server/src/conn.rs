@@ -413,6 +413,9 @@ async fn run_session<R, W>(
         } else if let Request::Sync(r) = req {
             shared.submit_sync(reply_to(), r.path);
         } else {
+            if shared.config.linearizable_reads && !read_only && !matches!(req, Request::Ping | Request::SetWatches(..)) {
+                shared.submit_barrier(conn_id);
+            }
             // Answered now unless writes of this connection are in flight. The reply is
             // queued under the lock, so it follows any notification of a change it shows.
             shared.lock().answer_or_queue(conn_id, Waiting::Read { req, session, auth: auth.clone(), reply: reply_to() });

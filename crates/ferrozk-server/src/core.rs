@@ -163,6 +163,8 @@ pub enum Reply {
     Client(ReplyTo),
     /// A `sync`: answered with its path once the barrier entry is applied here.
     Sync(ReplyTo, String),
+    /// A barrier that a connection's next read waits behind (`linearizableReads`).
+    Barrier(ConnId),
 }
 
 pub struct Shared {
@@ -322,6 +324,12 @@ impl Shared {
         self.submit(None, Reply::Sync(reply, path));
     }
 
+    /// With `linearizableReads`: the connection's next read waits for a barrier entry, so it
+    /// sees every write acknowledged anywhere before it was asked.
+    pub fn submit_barrier(&self, conn: ConnId) {
+        self.submit(None, Reply::Barrier(conn));
+    }
+
     /// A client's reconfig: the leader changes the membership, then the new config is
     /// applied like a write and answered in this connection's order.
     pub fn submit_reconfig(&self, reply: ReplyTo, plan: crate::raft::ReconfigPlan) {
@@ -357,8 +365,13 @@ impl Shared {
             let mut core = self.lock();
             core.next_token += 1;
             let token = core.next_token;
-            if let Reply::Client(r) | Reply::Sync(r, _) = &reply {
-                core.backlog.entry(r.conn).or_default().push_back(Waiting::Write(token));
+            let conn = match &reply {
+                Reply::Client(r) | Reply::Sync(r, _) => Some(r.conn),
+                Reply::Barrier(c) => Some(*c),
+                _ => None,
+            };
+            if let Some(c) = conn {
+                core.backlog.entry(c).or_default().push_back(Waiting::Write(token));
             }
             core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
             token
@@ -409,9 +422,16 @@ impl Shared {
             .collect();
         for t in failed {
             if let Some(w) = core.writes.remove(&t) {
-                if let Reply::Client(r) | Reply::Sync(r, _) = w.reply {
-                    core.backlog.remove(&r.conn);
-                    let _ = r.out.send(Out::Close);
+                let conn = match w.reply {
+                    Reply::Client(r) | Reply::Sync(r, _) => Some(r.conn),
+                    Reply::Barrier(c) => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = conn {
+                    core.backlog.remove(&c);
+                    if let Some(e) = core.conns.get(&c) {
+                        let _ = e.out.send(Out::Close);
+                    }
                 }
             }
         }
@@ -564,11 +584,15 @@ impl Core {
         let bytes = match txn {
             None | Some(None) => {
                 self.tree.set_last_zxid(zxid);
-                if let Some(PendingWrite { reply: Reply::Sync(r, path), .. }) = mine {
-                    let frame = crate::ops::reply_frame(r.xid, zxid, 0, Some(&SyncResponse { path }));
-                    let conn = r.conn;
-                    r.send(self, Some(frame), false);
-                    self.release_backlog(conn, token);
+                match mine.map(|w| w.reply) {
+                    Some(Reply::Sync(r, path)) => {
+                        let frame = crate::ops::reply_frame(r.xid, zxid, 0, Some(&SyncResponse { path }));
+                        let conn = r.conn;
+                        r.send(self, Some(frame), false);
+                        self.release_backlog(conn, token);
+                    }
+                    Some(Reply::Barrier(conn)) => self.release_backlog(conn, token),
+                    _ => {}
                 }
                 return;
             }
@@ -603,6 +627,7 @@ impl Core {
                 r.send(self, None, false);
                 self.release_backlog(conn, token);
             }
+            Some(Reply::Barrier(conn)) => self.release_backlog(conn, token),
         }
     }
 

@@ -1,0 +1,153 @@
+//! Three in-process members on loopback: writes through any member, sync and linearizable
+//! reads, a leader stopped and the others carrying on, and equal trees at the end.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferrozk_client::{open_acl, Client, CreateMode};
+use ferrozk_server::config::Member;
+use ferrozk_server::{Server, ServerBuilder, ServerConfig};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Plan {
+    root: PathBuf,
+    members: Vec<Member>,
+    clients: Vec<u16>,
+}
+
+fn plan(name: &str, n: u64) -> Plan {
+    let root = std::env::temp_dir().join(format!("ferrozk-ensemble-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let members = (1..=n)
+        .map(|id| Member::parse(id, &format!("127.0.0.1:{}:{}", free_port(), free_port())).unwrap())
+        .collect();
+    let clients = (1..=n).map(|_| free_port()).collect();
+    Plan { root, members, clients }
+}
+
+async fn start(p: &Plan, id: u64, linearizable: bool) -> Server {
+    let config = ServerConfig {
+        tick_time: 200,
+        members: p.members.clone(),
+        my_id: Some(id),
+        linearizable_reads: linearizable,
+        ..Default::default()
+    };
+    ServerBuilder::from_config(config)
+        .client_addr(format!("127.0.0.1:{}", p.clients[id as usize - 1]).parse().unwrap())
+        .data_dir(p.root.join(format!("m{id}")))
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_leader(servers: &[&Server]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let roles: Vec<&str> = servers.iter().map(|s| s.role()).collect();
+        if roles.iter().filter(|r| **r == "leader").count() == 1 && roles.iter().all(|r| *r == "leader" || *r == "follower") {
+            return roles.iter().position(|r| *r == "leader").unwrap();
+        }
+        assert!(Instant::now() < deadline, "no leader: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn connect(port: u16) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Client::connect(&format!("127.0.0.1:{port}")).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("cannot connect to {port}: {e:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_member_survive_the_leader() {
+    let p = plan("failover", 3);
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(Some(start(&p, id, false).await));
+    }
+    let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
+    let clients: Vec<Client> = futures_join(p.clients.iter().map(|port| connect(*port))).await;
+    // A write through each member; a sync then a read through every member sees all of them.
+    for (i, c) in clients.iter().enumerate() {
+        c.create(&format!("/via{i}"), format!("{i}").as_bytes(), open_acl(), CreateMode::Persistent).await.unwrap();
+    }
+    for c in &clients {
+        c.sync("/").await.unwrap();
+        for i in 0..3 {
+            assert_eq!(c.get_data(&format!("/via{i}")).await.unwrap().0, format!("{i}").as_bytes());
+        }
+    }
+    // An ephemeral of a follower's client lives on the leader too.
+    let follower = (leader + 1) % 3;
+    clients[follower].create("/eph", b"", open_acl(), CreateMode::Ephemeral).await.unwrap();
+    clients[leader].sync("/").await.unwrap();
+    assert!(clients[leader].exists("/eph").await.unwrap().is_some());
+    // Stop the leader: the other two elect one and go on accepting writes.
+    drop(clients);
+    servers[leader].take().unwrap().shutdown().await;
+    let rest: Vec<&Server> = servers.iter().flatten().collect();
+    wait_for_leader(&rest).await;
+    let survivor = p.clients[(leader + 1) % 3];
+    let c = connect(survivor).await;
+    c.create("/after", b"x", open_acl(), CreateMode::Persistent).await.unwrap();
+    for i in 0..3 {
+        assert!(c.exists(&format!("/via{i}")).await.unwrap().is_some(), "acknowledged write /via{i} lost");
+    }
+    drop(c);
+    // The old leader comes back, catches up, and every tree is the same.
+    servers[leader] = Some(start(&p, leader as u64 + 1, false).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let digests: Vec<(i64, u64)> = servers.iter().flatten().map(|s| s.digest()).collect();
+        if digests.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members disagree: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in servers.into_iter().flatten() {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_reads_see_writes_acknowledged_elsewhere() {
+    let p = plan("linearizable", 3);
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(start(&p, id, true).await);
+    }
+    let leader = wait_for_leader(&servers.iter().collect::<Vec<_>>()).await;
+    let writer = connect(p.clients[leader]).await;
+    let reader = connect(p.clients[(leader + 1) % 3]).await;
+    writer.create("/v", b"0", open_acl(), CreateMode::Persistent).await.unwrap();
+    for i in 1..=50 {
+        writer.set_data("/v", format!("{i}").as_bytes(), -1).await.unwrap();
+        // No sync: the read itself waits for the leader's log position.
+        assert_eq!(reader.get_data("/v").await.unwrap().0, format!("{i}").as_bytes());
+    }
+    drop((writer, reader));
+    for s in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+async fn futures_join<F: std::future::Future<Output = Client>>(fs: impl Iterator<Item = F>) -> Vec<Client> {
+    let mut out = Vec::new();
+    for f in fs {
+        out.push(f.await);
+    }
+    out
+}
