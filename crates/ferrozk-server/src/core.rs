@@ -183,6 +183,8 @@ pub struct Shared {
     relink: AtomicBool,
     /// False while this leader hears no quorum (check-quorum).
     quorum: AtomicBool,
+    /// Signalled when snapCount writes were applied since the last snapshot.
+    pub snapshot_due: tokio::sync::Notify,
     next_conn: AtomicU64,
 }
 
@@ -213,6 +215,7 @@ impl Shared {
             leader: AtomicU64::new(0),
             relink: AtomicBool::new(false),
             quorum: AtomicBool::new(true),
+            snapshot_due: tokio::sync::Notify::new(),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -460,6 +463,11 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Writes another member forwarded to this leader, proposed with its own.
+    pub fn relay(&self, commands: Vec<Command>) {
+        let _ = self.proposals.send(Some(Outbound::Relay(commands)));
     }
 
     /// Liveness reported by a member for the sessions of its clients.

@@ -205,6 +205,7 @@ impl ServerBuilder {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(raft::watch_leadership(shared.clone(), raft.clone())));
         let proposer = tokio::spawn(raft::run_proposer(shared.clone(), raft.clone(), proposals));
+        tasks.push(tokio::spawn(raft::run_snapshot_trigger(shared.clone(), raft.clone())));
         if shared.ensemble {
             tasks.push(tokio::spawn(raft::check_quorum(shared.clone(), raft.clone())));
         }
@@ -299,7 +300,7 @@ impl Server {
         let (_, snap_dir) = core::dirs(&self.shared.config);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         loop {
-            if let Some(s) = ferrozk_storage::snap::list(&snap_dir).into_iter().next().filter(|s| s.index >= target) {
+            if let Some(s) = ferrozk_storage::snap::list(&snap_dir).into_iter().next().filter(|s| s.index >= raft::record_of(target as i64)) {
                 return Ok(Some(s.path));
             }
             if std::time::Instant::now() > deadline {

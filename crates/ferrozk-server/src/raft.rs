@@ -2,11 +2,14 @@
 //! This is the only module that names openraft's types (DESIGN.md), so an upgrade touches it
 //! alone.
 //!
-//! - Every write is a log entry ([`Command`]: the jute-encoded `Txn` and where its client
-//!   waits). Log index `i` is zxid `i + 1`, which is also the record's index in the
-//!   `ferrozk-storage` log, so Stat zxids, log records and snapshot names agree.
-//! - The log thread appends what openraft hands it and fsyncs once per batch (group commit);
-//!   openraft counts an entry towards a quorum only after that fsync.
+//! - Writes travel in batches: one log entry ([`Batch`]) holds the [`Command`]s (a jute-encoded
+//!   `Txn` and where its client waits) that arrived while the previous entries were being made
+//!   durable. openraft 0.9 waits for each append's fsync before it takes the next entry, so
+//!   batching here is what makes group commit. Log index `i` is record `i + 1` of the
+//!   `ferrozk-storage` log (snapshots are named by it), and the `k`-th write of that entry
+//!   gets zxid `(i + 1) << 16 | k`: unique, increasing, and never rolling over.
+//! - The log thread appends what openraft hands it and fsyncs before openraft counts the entry
+//!   towards a quorum.
 //! - Entries are applied on every member, in order, by [`crate::core::Core::apply_entry`]; the
 //!   member holding the client's connection answers it.
 //! - Snapshots are built away from the request path by replaying the log onto the previous
@@ -44,7 +47,7 @@ use crate::core::Shared;
 
 openraft::declare_raft_types!(
     pub TypeConfig:
-        D = Command,
+        D = Batch,
         R = (),
         NodeId = u64,
         Node = ZkNode,
@@ -88,15 +91,27 @@ pub struct Command {
     pub txn: Option<Vec<u8>>,
 }
 
-impl std::fmt::Display for Command {
+/// The writes of one log entry, in the order they are applied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Command>);
+
+impl std::fmt::Display for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "command from {} #{}", self.origin, self.token)
+        write!(f, "{} writes", self.0.len())
     }
 }
 
-/// The zxid of log index `index`.
-pub fn zxid_of(index: u64) -> i64 {
-    index as i64 + 1
+/// Writes per log entry at most (the low 16 bits of a zxid number them).
+const MAX_BATCH: usize = 4096;
+
+/// The zxid of the `pos`-th write of log entry `index`.
+pub fn zxid_of(index: u64, pos: usize) -> i64 {
+    (((index + 1) << 16) | pos as u64) as i64
+}
+
+/// The log record (index + 1) a zxid belongs to.
+pub fn record_of(zxid: i64) -> u64 {
+    zxid as u64 >> 16
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> SErr {
@@ -139,8 +154,8 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry<TypeConfig>, String> {
 
 /// What one log record holds, for `ferrozk log`.
 pub enum EntryView {
-    Txn(Txn),
-    Sync,
+    /// The writes with their zxids (`None`: a sync barrier).
+    Writes(Vec<(i64, Option<Txn>)>),
     Blank,
     Membership(String),
 }
@@ -153,10 +168,17 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
         match e.payload {
             EntryPayload::Blank => EntryView::Blank,
             EntryPayload::Membership(m) => EntryView::Membership(describe_membership(&m)),
-            EntryPayload::Normal(c) => match c.txn {
-                None => EntryView::Sync,
-                Some(b) => EntryView::Txn(Txn::decode(&mut Reader::new(&b)).map_err(|e| e.to_string())?),
-            },
+            EntryPayload::Normal(batch) => {
+                let mut out = Vec::new();
+                for (k, c) in batch.0.into_iter().enumerate() {
+                    let txn = match c.txn {
+                        None => None,
+                        Some(b) => Some(Txn::decode(&mut Reader::new(&b)).map_err(|e| e.to_string())?),
+                    };
+                    out.push((zxid_of(e.log_id.index, k), txn));
+                }
+                EntryView::Writes(out)
+            }
         },
     ))
 }
@@ -355,6 +377,9 @@ fn run_log(mut wal: Wal, rx: std::sync::mpsc::Receiver<LogOp>, shared: Arc<LogSh
         while let Ok(op) = rx.try_recv() {
             ops.push(op);
         }
+        let t0 = Instant::now();
+        let n_ops = ops.len();
+        let n_entries: usize = ops.iter().map(|o| if let LogOp::Append(e, _) = o { e.len() } else { 0 }).sum();
         let mut result: io::Result<()> = Ok(());
         let finish = |wal: &mut Wal, done: &mut Vec<LogFlushed<TypeConfig>>, result: &mut io::Result<()>| {
             if result.is_ok() {
@@ -409,6 +434,7 @@ fn run_log(mut wal: Wal, rx: std::sync::mpsc::Receiver<LogOp>, shared: Arc<LogSh
             }
         }
         finish(&mut wal, &mut done, &mut result);
+        tracing::debug!(ops = n_ops, entries = n_entries, us = t0.elapsed().as_micros() as u64, "log batch");
         if let Err(e) = &result {
             // Nothing more can be made durable: stop acknowledging (openraft stops on the error).
             tracing::error!("cannot write the transaction log {}: {e}", wal.current_segment().display());
@@ -540,6 +566,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // ---------------------------------------------------------------------------------------------
 // The state machine
 
+
 /// The snapshot a member currently offers to others.
 #[derive(Clone)]
 struct CurrentSnapshot {
@@ -553,6 +580,15 @@ pub struct StateMachine {
     applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, ZkNode>,
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
+    since_snapshot: u64,
+    snapshot_after: u64,
+}
+
+/// Writes until the next snapshot: a random point in the upper half of snapCount, as
+/// ZooKeeper picks, so that members do not all snapshot at once.
+fn snapshot_threshold(config: &ServerConfig) -> u64 {
+    let n = config.snap_count.max(2);
+    n / 2 + 1 + rand::random::<u64>() % (n - n / 2)
 }
 
 /// What recovery found on disk before openraft starts.
@@ -624,12 +660,15 @@ pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String
 
 impl StateMachine {
     pub fn new(shared: Arc<Shared>, log: &LogStore, recovered: &mut Recovered) -> StateMachine {
+        let snapshot_after = snapshot_threshold(&shared.config);
         StateMachine {
             shared,
             log: log.shared.clone(),
             applied: recovered.applied,
             membership: recovered.membership.clone(),
             current: Arc::new(Mutex::new(recovered.current.take())),
+            since_snapshot: 0,
+            snapshot_after,
         }
     }
 }
@@ -649,18 +688,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut n = 0;
         let shared = self.shared.clone();
         let mut core = shared.lock();
+        let mut writes = 0;
         for e in entries {
             n += 1;
-            let zxid = zxid_of(e.log_id.index);
             self.applied = Some(e.log_id);
             match e.payload {
-                EntryPayload::Blank => core.apply_entry(&shared, zxid, 0, 0, None),
-                EntryPayload::Normal(c) => core.apply_entry(&shared, zxid, c.origin, c.token, Some(c.txn.as_deref())),
+                EntryPayload::Blank => core.apply_entry(&shared, zxid_of(e.log_id.index, 0), 0, 0, None),
+                EntryPayload::Normal(batch) => {
+                    for (k, c) in batch.0.iter().enumerate() {
+                        core.apply_entry(&shared, zxid_of(e.log_id.index, k), c.origin, c.token, Some(c.txn.as_deref()));
+                    }
+                    writes += batch.0.len() as u64;
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(e.log_id), m);
-                    core.apply_entry(&shared, zxid, 0, 0, None);
+                    core.apply_entry(&shared, zxid_of(e.log_id.index, 0), 0, 0, None);
                 }
             }
+        }
+        drop(core);
+        // snapCount counts writes, as ZooKeeper's does, not log entries.
+        self.since_snapshot += writes;
+        if self.since_snapshot >= self.snapshot_after {
+            self.since_snapshot = 0;
+            self.snapshot_after = snapshot_threshold(&self.shared.config);
+            self.shared.snapshot_due.notify_one();
         }
         Ok(vec![(); n])
     }
@@ -792,7 +844,7 @@ fn write_snapshot(config: &ServerConfig, log: &LogShared, meta: &Meta) -> Result
         }
     }
     let mut tree = tree.unwrap_or_else(|| crate::core::new_tree(config));
-    let base = tree.last_zxid() as u64;
+    let base = record_of(tree.last_zxid());
     if base < target {
         let records = ferrozk_storage::read_range(&wal_dir, base, target).map_err(|e| e.to_string())?;
         for r in records {
@@ -813,15 +865,19 @@ fn write_snapshot(config: &ServerConfig, log: &LogShared, meta: &Meta) -> Result
 
 /// Applies one entry to a tree that no client sees (snapshot building).
 fn replay_entry(tree: &mut DataTree, e: Entry<TypeConfig>) {
-    let zxid = zxid_of(e.log_id.index);
     match e.payload {
-        EntryPayload::Normal(Command { txn: Some(b), .. }) => match Txn::decode(&mut Reader::new(&b)) {
-            Ok(txn) => {
-                tree.apply(zxid, &txn);
+        EntryPayload::Normal(batch) => {
+            for (k, c) in batch.0.into_iter().enumerate() {
+                let zxid = zxid_of(e.log_id.index, k);
+                match c.txn.map(|b| Txn::decode(&mut Reader::new(&b))) {
+                    Some(Ok(txn)) => {
+                        tree.apply(zxid, &txn);
+                    }
+                    _ => tree.set_last_zxid(zxid),
+                }
             }
-            Err(_) => tree.set_last_zxid(zxid),
-        },
-        _ => tree.set_last_zxid(zxid),
+        }
+        _ => tree.set_last_zxid(zxid_of(e.log_id.index, 0)),
     }
 }
 
@@ -850,7 +906,7 @@ enum PeerResponse {
 /// From a member to the leader, in the member's order.
 #[derive(Serialize, Deserialize)]
 pub enum Forwarded {
-    Write(Command),
+    Writes(Vec<Command>),
     /// Sessions whose clients were heard from since the last report (liveness for expiry).
     Touch(Vec<i64>),
 }
@@ -1016,11 +1072,7 @@ async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Re
                     match read_msg::<Forwarded>(&mut s).await? {
                         // Proposed in the member's order; if this member is no longer leader the
                         // entry is dropped and the member, seeing the new leader, fails it.
-                        Forwarded::Write(c) => {
-                            if raft.client_write_ff(c).await.is_err() {
-                                return Ok(());
-                            }
-                        }
+                        Forwarded::Writes(c) => shared.relay(c),
                         Forwarded::Touch(ids) => shared.touch_sessions(&ids),
                     }
                 }
@@ -1033,21 +1085,39 @@ async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Re
 /// What the proposer sends to the leader: writes in order and liveness reports.
 pub enum Outbound {
     Write { token: u64, command: Command },
+    /// Writes another member forwarded to this one (as leader): proposed with its own, in
+    /// that member's order.
+    Relay(Vec<Command>),
     Touch(Vec<i64>),
     /// A reconfig of a client of this member: the leader changes the membership, then
     /// proposes the new `/zookeeper/config` under this token.
     Reconfig { token: u64, plan: ReconfigPlan },
 }
 
-/// Sends this member's writes to the leader in order: straight into openraft when this
+/// Log entries handed to openraft and not yet applied, at most: enough to keep its log busy
+/// while the next batch gathers.
+const ENTRIES_IN_FLIGHT: usize = 2;
+
+/// Sends this member's writes to the leader in order: as batched log entries when this
 /// member leads, over one stream to the leader otherwise.
 pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>) {
     let me = shared.my_id;
     let mut metrics = raft.metrics();
     let mut link: Option<(u64, TcpStream)> = None;
     let mut batch = Vec::new();
+    let mut in_flight: VecDeque<ResponderReceiver> = VecDeque::new();
     loop {
-        if rx.recv_many(&mut batch, 1024).await == 0 {
+        // While openraft still holds earlier entries, let writes gather into the next one.
+        while in_flight.len() >= ENTRIES_IN_FLIGHT {
+            if let Some(r) = in_flight.pop_front() {
+                if !matches!(r.await, Ok(Ok(_))) {
+                    // Not applied (no longer leader): their clients learn it as a connection loss.
+                    shared.fail_sent_writes(None);
+                }
+            }
+        }
+        let limit = MAX_BATCH.saturating_sub(batch.len()).max(1);
+        if rx.recv_many(&mut batch, limit).await == 0 {
             return;
         }
         let stop = batch.iter().any(|b| b.is_none());
@@ -1066,13 +1136,11 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
         let tokens: Vec<u64> = batch.iter().flatten().filter_map(|o| match o { Outbound::Write { token, .. } => Some(*token), _ => None }).collect();
         shared.mark_sent(&tokens, leader, term);
         if leader == me {
+            let mut writes = Vec::new();
             for o in batch.drain(..).flatten() {
                 match o {
-                    Outbound::Write { command, .. } => {
-                        if raft.client_write_ff(command).await.is_err() {
-                            return;
-                        }
-                    }
+                    Outbound::Write { command, .. } => writes.push(command),
+                    Outbound::Relay(commands) => writes.extend(commands),
                     Outbound::Touch(ids) => shared.touch_sessions(&ids),
                     Outbound::Reconfig { token, plan } => {
                         let (shared, raft) = (shared.clone(), raft.clone());
@@ -1082,6 +1150,12 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                             }
                         });
                     }
+                }
+            }
+            for chunk in writes.chunks(MAX_BATCH) {
+                match raft.client_write_ff(Batch(chunk.to_vec())).await {
+                    Ok(r) => in_flight.push_back(r),
+                    Err(_) => return,
                 }
             }
         } else {
@@ -1105,34 +1179,22 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                     }
                 }
             }
-            let mut out = Vec::new();
+            let mut msgs = Vec::new();
+            let mut writes = Vec::new();
             for o in batch.drain(..).flatten() {
-                let msg = match o {
-                    Outbound::Write { command, .. } => Forwarded::Write(command),
-                    Outbound::Touch(ids) => Forwarded::Touch(ids),
-                    Outbound::Reconfig { token, plan } => {
-                        // A request of its own to the leader, which answers when it is done.
-                        let addr = local_addrs(&shared.config).get(&leader).cloned();
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            let r = match addr {
-                                Some(addr) => {
-                                    let mut c = PeerClient { target: leader, addr, conn: None };
-                                    let req = PeerRequest::Reconfig { origin: me, token, plan };
-                                    match c.call(req, Duration::from_secs(60)).await {
-                                        Ok(PeerResponse::Reconfig(r)) => r.map_err(|c| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError)),
-                                        _ => Err(ErrorCode::ConnectionLoss),
-                                    }
-                                }
-                                None => Err(ErrorCode::ConnectionLoss),
-                            };
-                            if let Err(code) = r {
-                                shared.fail_write_with(token, code);
-                            }
-                        });
-                        continue;
-                    }
-                };
+                match o {
+                    Outbound::Write { command, .. } => writes.push(command),
+                    // Writes relayed to a member that lost the lead: their origin fails them.
+                    Outbound::Relay(_) => {}
+                    Outbound::Touch(ids) => msgs.push(Forwarded::Touch(ids)),
+                    Outbound::Reconfig { token, plan } => forward_reconfig(&shared, leader, token, plan),
+                }
+            }
+            if !writes.is_empty() {
+                msgs.push(Forwarded::Writes(writes));
+            }
+            let mut out = Vec::new();
+            for msg in msgs {
                 if let Ok(body) = bincode::serialize(&msg) {
                     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                     out.extend_from_slice(&body);
@@ -1151,6 +1213,41 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
         }
         batch.clear();
         if stop {
+            return;
+        }
+    }
+}
+
+type ResponderReceiver = <openraft::raft::responder::OneshotResponder<TypeConfig> as openraft::raft::responder::Responder<TypeConfig>>::Receiver;
+
+/// A reconfig asked on this member goes to the leader as a request of its own, answered when
+/// the leader is done.
+fn forward_reconfig(shared: &Arc<Shared>, leader: u64, token: u64, plan: ReconfigPlan) {
+    let addr = local_addrs(&shared.config).get(&leader).cloned();
+    let (shared, me) = (shared.clone(), shared.my_id);
+    tokio::spawn(async move {
+        let r = match addr {
+            Some(addr) => {
+                let mut c = PeerClient { target: leader, addr, conn: None };
+                let req = PeerRequest::Reconfig { origin: me, token, plan };
+                match c.call(req, Duration::from_secs(60)).await {
+                    Ok(PeerResponse::Reconfig(r)) => r.map_err(|c| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError)),
+                    _ => Err(ErrorCode::ConnectionLoss),
+                }
+            }
+            None => Err(ErrorCode::ConnectionLoss),
+        };
+        if let Err(code) = r {
+            shared.fail_write_with(token, code);
+        }
+    });
+}
+
+/// Takes a snapshot whenever the state machine says snapCount writes were applied.
+pub async fn run_snapshot_trigger(shared: Arc<Shared>, raft: Raft) {
+    loop {
+        shared.snapshot_due.notified().await;
+        if raft.trigger().snapshot().await.is_err() {
             return;
         }
     }
@@ -1261,7 +1358,7 @@ async fn lead_reconfig(shared: &Arc<Shared>, raft: &Raft, origin: u64, token: u6
         &Txn { session: 0, time: crate::core::wall_ms(), auth: Vec::new(), op: ferrozk_tree::TxnOp::SetConfig { servers } },
         &mut txn,
     );
-    raft.client_write_ff(Command { origin, token, txn: Some(txn) }).await.map_err(|_| ErrorCode::ConnectionLoss)?;
+    raft.client_write_ff(Batch(vec![Command { origin, token, txn: Some(txn) }])).await.map_err(|_| ErrorCode::ConnectionLoss)?;
     Ok(())
 }
 
@@ -1358,7 +1455,8 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
         heartbeat_interval: heartbeat,
         election_timeout_min: election,
         election_timeout_max: election * 2,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snap_count),
+        // Snapshots follow snapCount in writes (the state machine asks), not in entries.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         // Keep a snapshot's worth of log behind the newest one, so that a damaged newest
         // snapshot can fall back to the one before it plus the log.
         max_in_snapshot_log_to_keep: config.snap_count.saturating_mul(2),
@@ -1370,14 +1468,14 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
 }
 
 /// Heartbeat interval and the shortest election timeout, in ms. A member suspects the leader
-/// after one to two ticks of silence (ZooKeeper waits syncLimit ticks, 10 s by default), so a
-/// failover completes within two ticks plus the election; never below 500 ms, so that a busy
-/// machine's scheduling hiccups do not depose a healthy leader.
+/// after half a tick to a tick of silence, between 250 ms and 1 s (ZooKeeper notices a dead
+/// leader's closed socket at once, a silent one only after syncLimit ticks: 10 s by
+/// default), so a failover completes well within two ticks plus the election.
 pub fn timing(config: &ServerConfig) -> (u64, u64) {
     if config.members.len() <= 1 {
         return (50, 150);
     }
-    let election = config.tick_time.max(500);
+    let election = (config.tick_time / 2).clamp(250, 1000);
     (election / 5, election)
 }
 

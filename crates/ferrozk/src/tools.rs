@@ -77,23 +77,31 @@ pub fn log(file: &Path) -> ExitCode {
     let mut out = std::io::stdout().lock();
     for r in records {
         let _ = match view_entry(&r.payload) {
-            Ok((leader, EntryView::Txn(t))) => writeln!(
-                out,
-                "zxid=0x{:x} term={} leader={leader} time={} session=0x{:x} {}",
-                r.index,
-                r.term,
-                t.time,
-                t.session,
-                describe(&t.op)
-            ),
-            Ok((leader, EntryView::Sync)) => writeln!(out, "zxid=0x{:x} term={} leader={leader} sync", r.index, r.term),
+            Ok((leader, EntryView::Writes(writes))) => {
+                let mut r2 = Ok(());
+                for (zxid, t) in writes {
+                    r2 = r2.and(match t {
+                        Some(t) => writeln!(
+                            out,
+                            "zxid=0x{zxid:x} record={} term={} leader={leader} time={} session=0x{:x} {}",
+                            r.index,
+                            r.term,
+                            t.time,
+                            t.session,
+                            describe(&t.op)
+                        ),
+                        None => writeln!(out, "zxid=0x{zxid:x} record={} term={} leader={leader} sync", r.index, r.term),
+                    });
+                }
+                r2
+            }
             Ok((leader, EntryView::Blank)) => {
-                writeln!(out, "zxid=0x{:x} term={} leader={leader} leader-start", r.index, r.term)
+                writeln!(out, "record={} term={} leader={leader} leader-start", r.index, r.term)
             }
             Ok((leader, EntryView::Membership(m))) => {
-                writeln!(out, "zxid=0x{:x} term={} leader={leader} members {m}", r.index, r.term)
+                writeln!(out, "record={} term={} leader={leader} members {m}", r.index, r.term)
             }
-            Err(e) => writeln!(out, "zxid=0x{:x} undecodable: {e}", r.index),
+            Err(e) => writeln!(out, "record={} undecodable: {e}", r.index),
         };
     }
     ExitCode::SUCCESS
