@@ -461,8 +461,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let (s, e) = bounds(&range);
-        self.shared.entries(s, e)
+        self.reader().try_get_log_entries(range).await
     }
 }
 
@@ -935,6 +934,8 @@ async fn read_msg<T: for<'a> Deserialize<'a>>(s: &mut (impl AsyncReadExt + Unpin
 /// falling back to the address recorded in the membership.
 pub struct Network {
     addrs: BTreeMap<u64, String>,
+    /// The shortest time an RPC is given (see `PeerClient::call`).
+    min_ttl: Duration,
 }
 
 fn local_addrs(config: &ServerConfig) -> BTreeMap<u64, String> {
@@ -945,6 +946,7 @@ pub struct PeerClient {
     target: u64,
     addr: String,
     conn: Option<TcpStream>,
+    min_ttl: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -952,33 +954,43 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &ZkNode) -> PeerClient {
         let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
-        PeerClient { target, addr, conn: None }
+        PeerClient { target, addr, conn: None, min_ttl: self.min_ttl }
     }
 }
 
 impl PeerClient {
+    /// One request and its answer. Cancellation-safe: openraft drops this future when its own
+    /// timeout fires, and a connection left with an unread answer on it would hand that answer
+    /// to the next request (a stale "conflict" makes a leader believe its follower's log went
+    /// backwards). So the connection is taken out while in use and put back only after a
+    /// whole round trip.
     async fn call(&mut self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, RPCError<u64, ZkNode, RaftError<u64>>> {
+        let ttl = ttl.max(self.min_ttl);
+        let conn = self.conn.take();
         let r = tokio::time::timeout(ttl, async {
-            if self.conn.is_none() {
-                let s = TcpStream::connect(&self.addr).await?;
-                let _ = s.set_nodelay(true);
-                self.conn = Some(s);
-            }
-            let s = self.conn.as_mut().expect("connected");
-            write_msg(s, &req).await?;
-            read_msg::<PeerResponse>(s).await
+            let mut s = match conn {
+                Some(s) => s,
+                None => {
+                    let s = TcpStream::connect(&self.addr).await?;
+                    let _ = s.set_nodelay(true);
+                    s
+                }
+            };
+            write_msg(&mut s, &req).await?;
+            let resp = read_msg::<PeerResponse>(&mut s).await?;
+            Ok::<_, io::Error>((s, resp))
         })
         .await;
         match r {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                self.conn = None;
-                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            Ok(Ok((s, resp))) => {
+                self.conn = Some(s);
+                Ok(resp)
             }
-            Err(_) => {
-                self.conn = None;
-                Err(RPCError::Network(NetworkError::new(&io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {} in {ttl:?}", self.addr)))))
-            }
+            Ok(Err(e)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(_) => Err(RPCError::Network(NetworkError::new(&io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from {} in {ttl:?}", self.addr),
+            )))),
         }
     }
 
@@ -1228,7 +1240,7 @@ fn forward_reconfig(shared: &Arc<Shared>, leader: u64, token: u64, plan: Reconfi
     tokio::spawn(async move {
         let r = match addr {
             Some(addr) => {
-                let mut c = PeerClient { target: leader, addr, conn: None };
+                let mut c = PeerClient { target: leader, addr, conn: None, min_ttl: Duration::ZERO };
                 let req = PeerRequest::Reconfig { origin: me, token, plan };
                 match c.call(req, Duration::from_secs(60)).await {
                     Ok(PeerResponse::Reconfig(r)) => r.map_err(|c| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError)),
@@ -1468,15 +1480,17 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
 }
 
 /// Heartbeat interval and the shortest election timeout, in ms. A member suspects the leader
-/// after half a tick to a tick of silence, between 250 ms and 1 s (ZooKeeper notices a dead
+/// after half a tick to a tick of silence, between 500 ms and 1 s (ZooKeeper notices a dead
 /// leader's closed socket at once, a silent one only after syncLimit ticks: 10 s by
 /// default), so a failover completes well within two ticks plus the election.
 pub fn timing(config: &ServerConfig) -> (u64, u64) {
     if config.members.len() <= 1 {
         return (50, 150);
     }
-    let election = (config.tick_time / 2).clamp(250, 1000);
-    (election / 5, election)
+    let election = (config.tick_time / 2).clamp(500, 1000);
+    // openraft gives each replication request one heartbeat interval to be answered, fsync
+    // included: a third of the election timeout leaves room for a busy disk.
+    (election / 3, election)
 }
 
 /// A leader that cannot reach a quorum stops serving (check-quorum), as a ZooKeeper leader
@@ -1543,7 +1557,7 @@ pub async fn start(
         ));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config) }, log, sm).await.map_err(|e| e.to_string())?;
+    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1) }, log, sm).await.map_err(|e| e.to_string())?;
     let (voters, learners) = initial_members(config, my_id);
     if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
         // A new ensemble: the lowest id starts it at once; the others wait to hear from it

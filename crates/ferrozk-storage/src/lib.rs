@@ -102,16 +102,7 @@ impl Wal {
     pub fn open_after(dir: &Path, after: u64) -> Result<(Wal, Vec<Record>), StorageError> {
         let io = |e| StorageError::Io(dir.to_path_buf(), e);
         fs::create_dir_all(dir).map_err(io)?;
-        let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-            .map_err(io)?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let first = name.strip_suffix(".wal")?.parse::<u64>().ok()?;
-                Some((first, e.path()))
-            })
-            .collect();
-        segments.sort();
+        let segments = list_segments(dir).map_err(io)?;
         let mut records = Vec::new();
         let mut expected = None;
         for (i, (first, path)) in segments.iter().enumerate() {
@@ -321,14 +312,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
 /// Deletes the log segments that hold only records at or below `upto` (all covered by a
 /// snapshot that is kept). The newest segment always stays.
 pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {
-    let mut firsts: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            Some((name.strip_suffix(".wal")?.parse::<u64>().ok()?, e.path()))
-        })
-        .collect();
-    firsts.sort();
+    let firsts = list_segments(dir)?;
     let mut removed = 0;
     for w in firsts.windows(2) {
         // A segment ends just before the next one starts.
@@ -346,15 +330,7 @@ pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {
 /// Reads the records with indexes in `(after, upto]` from a log that may be being appended to
 /// (by the committer): for building snapshots away from the request path.
 pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, StorageError> {
-    let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .map_err(|e| StorageError::Io(dir.to_path_buf(), e))?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            Some((name.strip_suffix(".wal")?.parse::<u64>().ok()?, e.path()))
-        })
-        .collect();
-    segments.sort();
+    let segments = list_segments(dir).map_err(|e| StorageError::Io(dir.to_path_buf(), e))?;
     let mut out = Vec::new();
     for (i, (first, path)) in segments.iter().enumerate() {
         if segments.get(i + 1).is_some_and(|next| next.0 <= after + 1) || *first > upto {
