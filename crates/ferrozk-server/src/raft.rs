@@ -1480,14 +1480,14 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
 }
 
 /// Heartbeat interval and the shortest election timeout, in ms. A member suspects the leader
-/// after half a tick to a tick of silence, between 500 ms and 1 s (ZooKeeper notices a dead
+/// after a quarter to half a tick of silence, between 500 ms and 1 s (ZooKeeper notices a dead
 /// leader's closed socket at once, a silent one only after syncLimit ticks: 10 s by
 /// default), so a failover completes well within two ticks plus the election.
 pub fn timing(config: &ServerConfig) -> (u64, u64) {
     if config.members.len() <= 1 {
         return (50, 150);
     }
-    let election = (config.tick_time / 2).clamp(500, 1000);
+    let election = (config.tick_time / 4).clamp(500, 1000);
     // openraft gives each replication request one heartbeat interval to be answered, fsync
     // included: a third of the election timeout leaves room for a busy disk.
     (election / 3, election)
