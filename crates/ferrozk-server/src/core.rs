@@ -167,6 +167,17 @@ pub enum Reply {
     Barrier(ConnId),
 }
 
+/// The leader's view of its members, for mntr (kept current by the consensus module).
+#[derive(Default, Clone, Copy)]
+pub struct EnsembleStats {
+    pub voters: usize,
+    /// Other members this leader replicates to (voters and observers).
+    pub followers: usize,
+    /// Of those, the voters caught up with it.
+    pub synced: usize,
+    pub synced_observers: usize,
+}
+
 pub struct Shared {
     pub config: ServerConfig,
     pub core: Mutex<Core>,
@@ -185,6 +196,7 @@ pub struct Shared {
     quorum: AtomicBool,
     /// Signalled when snapCount writes were applied since the last snapshot.
     pub snapshot_due: tokio::sync::Notify,
+    ensemble_stats: Mutex<EnsembleStats>,
     next_conn: AtomicU64,
 }
 
@@ -216,6 +228,7 @@ impl Shared {
             relink: AtomicBool::new(false),
             quorum: AtomicBool::new(true),
             snapshot_due: tokio::sync::Notify::new(),
+            ensemble_stats: Mutex::new(EnsembleStats::default()),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -465,6 +478,14 @@ impl Shared {
         }
     }
 
+    pub fn ensemble_stats(&self) -> EnsembleStats {
+        *self.ensemble_stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_ensemble_stats(&self, stats: EnsembleStats) {
+        *self.ensemble_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    }
+
     /// Writes another member forwarded to this leader, proposed with its own.
     pub fn relay(&self, commands: Vec<Command>) {
         let _ = self.proposals.send(Some(Outbound::Relay(commands)));
@@ -637,6 +658,11 @@ impl Core {
             }
             Some(Reply::Barrier(conn)) => self.release_backlog(conn, token),
         }
+    }
+
+    /// `sync`s of this member's clients not yet applied here.
+    pub fn pending_syncs(&self) -> usize {
+        self.writes.values().filter(|w| matches!(w.reply, Reply::Sync(..))).count()
     }
 
     /// A connection ended: nothing waits on it any more.

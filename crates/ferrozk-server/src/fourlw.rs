@@ -285,8 +285,23 @@ fn mntr(shared: &Shared) -> String {
         ("zk_max_latency", l.max.to_string()),
         ("zk_approximate_data_size", core.tree.approximate_data_size().to_string()),
         ("zk_uptime", shared.now().to_string()),
-        ("zk_local_sessions", "0".into()),
+        ("zk_local_sessions", core.sessions.values().filter(|t| t.local).count().to_string()),
     ];
+    let mut rows = rows;
+    if shared.ensemble {
+        let e = shared.ensemble_stats();
+        rows.push(("zk_quorum_size", e.voters.to_string()));
+        rows.push(("zk_peer_state", if shared.is_leader() { "leading - broadcast" } else if shared.serving() { "following - broadcast" } else { "looking" }.into()));
+        if shared.is_leader() {
+            // As ZooKeeper counts them: members that follow (voters and observers), those caught
+            // up with this leader, and syncs waiting to be applied.
+            rows.push(("zk_learners", e.followers.to_string()));
+            rows.push(("zk_followers", e.followers.to_string()));
+            rows.push(("zk_synced_followers", e.synced.to_string()));
+            rows.push(("zk_synced_non_voting_followers", e.synced_observers.to_string()));
+            rows.push(("zk_pending_syncs", core.pending_syncs().to_string()));
+        }
+    }
     let mut s = String::new();
     for (k, v) in rows {
         let _ = writeln!(s, "{k}\t{v}");

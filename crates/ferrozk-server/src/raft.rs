@@ -1053,14 +1053,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 /// Serves the quorum port: Raft RPCs, and the write streams members forward to the leader.
 pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>) {
+    // The connections' tasks live in this set, so that stopping this task (server shutdown)
+    // closes them too: a peer must not keep talking to a stopped member's leftovers.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (raft, shared) = (raft.clone(), shared.clone());
-        tokio::spawn(async move {
+        conns.spawn(async move {
             if let Err(e) = serve_peer(stream, raft, shared).await {
                 tracing::debug!(%peer, "peer connection ended: {e}");
             }
@@ -1273,6 +1280,25 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
     loop {
         let now = {
             let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let last_index = m.last_log_index.unwrap_or(0);
+            let (mut followers, mut synced, mut synced_observers) = (0, 0, 0);
+            for (id, matched) in m.replication.iter().flatten() {
+                if *id == shared.my_id {
+                    continue;
+                }
+                followers += 1;
+                // Caught up: within one batch-sized stretch of this leader's log.
+                if matched.as_ref().is_some_and(|l| l.index + 2 >= last_index) {
+                    if voters.contains(id) {
+                        synced += 1;
+                    } else {
+                        synced_observers += 1;
+                    }
+                }
+            }
+            shared.set_ensemble_stats(crate::core::EnsembleStats { voters: voters.len(), followers, synced, synced_observers });
             (m.current_leader, m.current_term)
         };
         if now != last {

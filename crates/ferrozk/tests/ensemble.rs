@@ -30,13 +30,12 @@ fn plan(name: &str, n: u64) -> Plan {
 }
 
 async fn start(p: &Plan, id: u64, linearizable: bool) -> Server {
-    let config = ServerConfig {
-        tick_time: 200,
-        members: p.members.clone(),
-        my_id: Some(id),
-        linearizable_reads: linearizable,
-        ..Default::default()
-    };
+    start_with(p, id, |c| c.linearizable_reads = linearizable).await
+}
+
+async fn start_with(p: &Plan, id: u64, tune: impl FnOnce(&mut ServerConfig)) -> Server {
+    let mut config = ServerConfig { tick_time: 200, members: p.members.clone(), my_id: Some(id), ..Default::default() };
+    tune(&mut config);
     ServerBuilder::from_config(config)
         .client_addr(format!("127.0.0.1:{}", p.clients[id as usize - 1]).parse().unwrap())
         .data_dir(p.root.join(format!("m{id}")))
@@ -49,7 +48,9 @@ async fn wait_for_leader(servers: &[&Server]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let roles: Vec<&str> = servers.iter().map(|s| s.role()).collect();
-        if roles.iter().filter(|r| **r == "leader").count() == 1 && roles.iter().all(|r| *r == "leader" || *r == "follower") {
+        if roles.iter().filter(|r| **r == "leader").count() == 1
+            && roles.iter().all(|r| matches!(*r, "leader" | "follower" | "observer"))
+        {
             return roles.iter().position(|r| *r == "leader").unwrap();
         }
         assert!(Instant::now() < deadline, "no leader: {roles:?}");
@@ -139,6 +140,83 @@ async fn linearizable_reads_see_writes_acknowledged_elsewhere() {
     }
     drop((writer, reader));
     for s in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+async fn wait_for_equal_digests(servers: &[&Server]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let digests: Vec<(i64, u64)> = servers.iter().map(|s| s.digest()).collect();
+        if digests.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "members disagree: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_serves_clients_without_voting() {
+    let mut p = plan("observer", 3);
+    p.members[2].observer = true;
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(start(&p, id, false).await);
+    }
+    wait_for_leader(&servers.iter().collect::<Vec<_>>()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while servers[2].role() != "observer" {
+        assert!(Instant::now() < deadline, "member 3 is {}", servers[2].role());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Writes through the observer are forwarded; reads there see them after sync.
+    let c = connect(p.clients[2]).await;
+    c.create("/from-observer", b"o", open_acl(), CreateMode::Persistent).await.unwrap();
+    let other = connect(p.clients[0]).await;
+    other.create("/from-voter", b"v", open_acl(), CreateMode::Persistent).await.unwrap();
+    c.sync("/").await.unwrap();
+    assert_eq!(c.get_data("/from-voter").await.unwrap().0, b"v");
+    drop((c, other));
+    wait_for_equal_digests(&servers.iter().collect::<Vec<_>>()).await;
+    for s in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_from_a_snapshot() {
+    if std::env::var("FERROZK_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("FERROZK_TEST_LOG")).try_init();
+    }
+    let p = plan("snapshot", 3);
+    let small = |c: &mut ServerConfig| c.snap_count = 20;
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(Some(start_with(&p, id, small).await));
+    }
+    let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
+    let behind = (leader + 1) % 3;
+    servers[behind].take().unwrap().shutdown().await;
+    // Far more entries than the leader keeps behind its snapshots (two snapCounts).
+    let c = connect(p.clients[leader]).await;
+    for i in 0..300 {
+        c.create(&format!("/n{i}"), format!("{i}").as_bytes(), open_acl(), CreateMode::Persistent).await.unwrap();
+    }
+    drop(c);
+    let leader_dir = p.root.join(format!("m{}", leader + 1)).join("snapshots");
+    assert!(std::fs::read_dir(&leader_dir).map(|d| d.count()).unwrap_or(0) > 0, "the leader took no snapshot");
+    servers[behind] = Some(start_with(&p, behind as u64 + 1, small).await);
+    wait_for_equal_digests(&servers.iter().flatten().collect::<Vec<_>>()).await;
+    let c = connect(p.clients[behind]).await;
+    c.sync("/").await.unwrap();
+    assert_eq!(c.get_data("/n299").await.unwrap().0, b"299");
+    drop(c);
+    let behind_dir = p.root.join(format!("m{}", behind + 1)).join("snapshots");
+    assert!(std::fs::read_dir(&behind_dir).map(|d| d.count()).unwrap_or(0) > 0, "no snapshot was installed");
+    for s in servers.into_iter().flatten() {
         s.shutdown().await;
     }
     let _ = std::fs::remove_dir_all(&p.root);
