@@ -1,10 +1,11 @@
 //! One client connection: handshake (or a four-letter word), then requests in, replies out.
 //!
-//! Three tasks per connection. The reader decodes frames in order and sends writes to the log
-//! at once (so they batch with other sessions'); the processor answers in arrival order, a read
-//! waiting only for the writes ahead of it; the writer batches whatever replies are ready into
-//! one socket write. Replies thus leave in request order, and a watch notification queued by the
-//! committer reaches the client before any reply that shows its change.
+//! Two tasks per connection. The reader decodes frames in order: writes go to consensus at once
+//! (so they batch with other sessions'); a read is answered at once unless writes of this
+//! connection are in flight, and then waits behind them (`Core::answer_or_queue`) until they
+//! are applied. The writer batches whatever replies are ready into one socket write. Replies
+//! thus leave in request order, and a watch notification queued by the state machine reaches
+//! the client before any reply that shows its change.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -423,7 +424,7 @@ async fn run_session<R, W>(
     }
     drop(out);
     drop_conn(&shared, conn_id);
-    // Every sender of the writer's queue goes once the committer has answered what it holds:
+    // Every sender of the writer's queue goes once the writes it waits for are answered or failed:
     // the writer flushes what is left and ends.
     if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         tracing::debug!(%peer, "writer did not finish flushing; dropping the connection");

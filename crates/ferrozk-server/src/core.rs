@@ -738,7 +738,7 @@ impl Core {
             }
             TxnOp::CloseSession => {
                 if let Some(t) = self.sessions.remove(&txn.session) {
-                    // A client's own close is answered first; the committer then closes it.
+                    // A client's own close is answered first; its reply then closes it.
                     if !from_client {
                         if let Some(c) = t.owner.and_then(|o| self.conns.get(&o)) {
                             let _ = c.out.send(Out::Close);

@@ -328,7 +328,7 @@ pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {
 }
 
 /// Reads the records with indexes in `(after, upto]` from a log that may be being appended to
-/// (by the committer): for building snapshots away from the request path.
+/// (by the log thread): for building snapshots away from the request path.
 pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, StorageError> {
     let segments = list_segments(dir).map_err(|e| StorageError::Io(dir.to_path_buf(), e))?;
     let mut out = Vec::new();
