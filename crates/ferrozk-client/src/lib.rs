@@ -153,6 +153,27 @@ impl ClientBuilder {
     }
 }
 
+/// ReconfigRequest with ZooKeeper's nulls for the parts not given (an empty newMembers would
+/// ask for an empty ensemble).
+struct ReconfigBody<'a> {
+    joining: Option<&'a str>,
+    leaving: Option<&'a str>,
+    new_members: Option<&'a str>,
+    from_config: i64,
+}
+
+impl Encode for ReconfigBody<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for part in [self.joining, self.leaving, self.new_members] {
+            match part {
+                Some(s) => s.to_string().encode(out),
+                None => (-1i32).encode(out),
+            }
+        }
+        self.from_config.encode(out);
+    }
+}
+
 /// Splits `host:port,host:port/chroot`; hosts are shuffled, as ZooKeeper clients do.
 pub fn parse_connect_string(s: &str) -> Result<(Vec<SocketAddr>, String), ErrorCode> {
     let (hosts, chroot) = match s.find('/') {
@@ -409,6 +430,31 @@ impl Client {
             Some(e) => Err((ErrorCode::from_code(e).unwrap_or(ErrorCode::SystemError), results)),
             None => Ok(results),
         }
+    }
+
+    /// Changes an ensemble's membership (the `reconfig` operation, which needs
+    /// `reconfigEnabled` and in practice the super user): `joining` as
+    /// `server.N=host:port:port[:role][;client]` entries separated by commas, `leaving` as ids
+    /// separated by commas, or `new_members` for the whole set; `from_config` the expected
+    /// config version (-1: any). Returns the new `/zookeeper/config` and its Stat.
+    ///
+    /// ```no_run
+    /// # async fn demo(zk: ferrozk_client::Client) -> Result<(), ferrozk_client::ErrorCode> {
+    /// zk.add_auth("digest", b"super:secret").await?;
+    /// let (config, _) = zk.reconfig(Some("server.4=10.0.0.4:2888:3888:observer;2181"), None, None, -1).await?;
+    /// println!("{}", String::from_utf8_lossy(&config));
+    /// # Ok(()) }
+    /// ```
+    pub async fn reconfig(
+        &self,
+        joining: Option<&str>,
+        leaving: Option<&str>,
+        new_members: Option<&str>,
+        from_config: i64,
+    ) -> Result<(Vec<u8>, Stat), ErrorCode> {
+        let req = ReconfigBody { joining, leaving, new_members, from_config };
+        let r: GetDataResponse = decode(&self.ok_call(op::RECONFIG, &req, None).await?)?;
+        Ok((r.data.unwrap_or_default(), r.stat))
     }
 
     /// Adds an identity to the session (e.g. `digest`, `user:password`).

@@ -222,6 +222,46 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
     let _ = std::fs::remove_dir_all(&p.root);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfig_adds_and_removes_an_observer_with_zookeepers_errors() {
+    let p = plan("reconfig", 3);
+    let tune = |c: &mut ServerConfig| {
+        c.reconfig_enabled = true;
+        // user "super", password "test"
+        c.super_digest = Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=".into());
+    };
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(start_with(&p, id, tune).await);
+    }
+    let leader = wait_for_leader(&servers.iter().collect::<Vec<_>>()).await;
+    // Through a follower: the leader carries it out.
+    let c = connect(p.clients[(leader + 1) % 3]).await;
+    let joining = "server.9=127.0.0.1:1:2:observer;127.0.0.1:3";
+    assert_eq!(c.reconfig(Some(joining), None, None, -1).await.unwrap_err(), ferrozk_client::ErrorCode::NoAuth);
+    assert_eq!(c.reconfig(Some("some thing"), None, None, -1).await.unwrap_err(), ferrozk_client::ErrorCode::BadArguments);
+    c.add_auth("digest", b"super:test").await.unwrap();
+    let (data, stat) = c.reconfig(Some(joining), None, None, -1).await.unwrap();
+    let text = String::from_utf8(data).unwrap();
+    assert!(text.contains(joining), "{text}");
+    let version = i64::from_str_radix(text.lines().last().unwrap().strip_prefix("version=").unwrap(), 16).unwrap();
+    assert_eq!(stat.mzxid, version, "the version is the reconfig's zxid");
+    assert_eq!(c.reconfig(None, Some("9"), None, version + 1).await.unwrap_err(), ferrozk_client::ErrorCode::BadVersion);
+    let (data, _) = c.reconfig(None, Some("9"), None, version).await.unwrap();
+    assert!(!String::from_utf8_lossy(&data).contains("server.9="));
+    // Every member shows the same configuration.
+    for port in &p.clients {
+        let other = connect(*port).await;
+        other.sync("/zookeeper/config").await.unwrap();
+        assert_eq!(other.get_data("/zookeeper/config").await.unwrap().0, data);
+    }
+    drop(c);
+    for s in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
 async fn futures_join<F: std::future::Future<Output = Client>>(fs: impl Iterator<Item = F>) -> Vec<Client> {
     let mut out = Vec::new();
     for f in fs {
