@@ -179,7 +179,7 @@ impl std::error::Error for ConfigError {}
 /// Keys a ZooKeeper config may carry that ferrozk accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
     "initLimit", "syncLimit", "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
-    "admin.commandURL", "standaloneEnabled", "dynamicConfigFile", "peerType",
+    "admin.commandURL", "standaloneEnabled", "peerType",
     "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
     "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
     "metricsProvider.httpPort", "metricsProvider.httpHost", "metricsProvider.exportJvmInfo",
@@ -301,6 +301,23 @@ impl ServerConfig {
                     c.members.push(m);
                 }
                 "linearizableReads" => c.linearizable_reads = boolean(&value)?,
+                // ZooKeeper 3.5+ keeps the server lines in a file of their own.
+                "dynamicConfigFile" => {
+                    let text = std::fs::read_to_string(&value).map_err(|e| bad(&format!("cannot read it: {e}")))?;
+                    for (dline, dkey, dvalue) in parse_properties(&text) {
+                        let dbad = |what: &str| ConfigError(format!("{value}:{dline}: invalid value '{dvalue}' for {dkey}: {what}"));
+                        if let Some(n) = dkey.strip_prefix("server.") {
+                            let id = n.parse::<u64>().map_err(|_| dbad("server.N needs a numeric N"))?;
+                            let m = Member::parse(id, &dvalue).map_err(|e| dbad(&e))?;
+                            if c.members.iter().any(|o| o.id == id) {
+                                return Err(dbad("duplicate server id"));
+                            }
+                            c.members.push(m);
+                        } else if dkey != "version" && !dkey.starts_with("group.") && !dkey.starts_with("weight.") {
+                            return Err(dbad("only server.N lines belong in a dynamic config file"));
+                        }
+                    }
+                }
                 "reconfigEnabled" => c.reconfig_enabled = boolean(&value)?,
                 k if k.starts_with("group.") || k.starts_with("weight.") => c.unused_keys.push(key.clone()),
                 k if KNOWN_UNUSED.contains(&k) || k.starts_with("ssl.") || k.starts_with("admin.")
@@ -407,6 +424,21 @@ mod tests {
         assert!(e.0.contains("unknown role 'boss'"), "{e}");
         assert!(ServerConfig::parse("clientPort=1\nserver.x=h:1:2\n", "z").is_err());
         assert!(ServerConfig::parse("clientPort=1\nserver.1=h:1\n", "z").is_err());
+    }
+
+    #[test]
+    fn reads_server_lines_from_a_dynamic_config_file() {
+        let path = std::env::temp_dir().join(format!("ferrozk-dyn-{}.cfg", std::process::id()));
+        std::fs::write(&path, "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\nserver.2=127.0.0.1:2889:3889:observer;2182\nversion=100000000\n").unwrap();
+        let c = ServerConfig::parse(&format!("dataDir=/d\ndynamicConfigFile={}\n", path.display()), "zoo.cfg").unwrap();
+        assert_eq!(c.members.len(), 2);
+        assert!(c.members[1].observer);
+        assert_eq!(c.members[0].client_addr, Some("127.0.0.1:2181".parse().unwrap()));
+        assert!(!c.unused_keys.contains(&"dynamicConfigFile".to_string()));
+        std::fs::write(&path, "clientPort=1\n").unwrap();
+        let e = ServerConfig::parse(&format!("dataDir=/d\ndynamicConfigFile={}\n", path.display()), "zoo.cfg").unwrap_err();
+        assert!(e.0.contains("only server.N lines"), "{e}");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
