@@ -178,6 +178,17 @@ pub struct EnsembleStats {
     pub synced_observers: usize,
 }
 
+impl Reply {
+    /// The connection whose order this write holds a place in.
+    fn conn(&self) -> Option<ConnId> {
+        match self {
+            Reply::Client(r) | Reply::Sync(r, _) => Some(r.conn),
+            Reply::Barrier(c) => Some(*c),
+            Reply::None | Reply::Internal(_) => None,
+        }
+    }
+}
+
 pub struct Shared {
     pub config: ServerConfig,
     pub core: Mutex<Core>,
@@ -365,33 +376,21 @@ impl Shared {
         }
     }
 
+    /// Records a write waiting on this member; a connection's write takes its place in that
+    /// connection's order.
     fn register(&self, reply: Reply) -> u64 {
         let mut core = self.lock();
         core.next_token += 1;
         let token = core.next_token;
-        if let Reply::Client(r) | Reply::Sync(r, _) = &reply {
-            core.backlog.entry(r.conn).or_default().push_back(Waiting::Write(token));
+        if let Some(c) = reply.conn() {
+            core.backlog.entry(c).or_default().push_back(Waiting::Write(token));
         }
         core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
         token
     }
 
     fn submit(&self, txn: Option<Vec<u8>>, reply: Reply) {
-        let token = {
-            let mut core = self.lock();
-            core.next_token += 1;
-            let token = core.next_token;
-            let conn = match &reply {
-                Reply::Client(r) | Reply::Sync(r, _) => Some(r.conn),
-                Reply::Barrier(c) => Some(*c),
-                _ => None,
-            };
-            if let Some(c) = conn {
-                core.backlog.entry(c).or_default().push_back(Waiting::Write(token));
-            }
-            core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
-            token
-        };
+        let token = self.register(reply);
         let command = Command { origin: self.my_id, token, txn };
         let _ = self.proposals.send(Some(Outbound::Write { token, command }));
     }
@@ -438,12 +437,7 @@ impl Shared {
             .collect();
         for t in failed {
             if let Some(w) = core.writes.remove(&t) {
-                let conn = match w.reply {
-                    Reply::Client(r) | Reply::Sync(r, _) => Some(r.conn),
-                    Reply::Barrier(c) => Some(c),
-                    _ => None,
-                };
-                if let Some(c) = conn {
+                if let Some(c) = w.reply.conn() {
                     core.backlog.remove(&c);
                     if let Some(e) = core.conns.get(&c) {
                         let _ = e.out.send(Out::Close);

@@ -1280,25 +1280,10 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
     loop {
         let now = {
             let m = metrics.borrow();
-            let membership = m.membership_config.membership();
-            let voters: BTreeSet<u64> = membership.voter_ids().collect();
-            let last_index = m.last_log_index.unwrap_or(0);
-            let (mut followers, mut synced, mut synced_observers) = (0, 0, 0);
-            for (id, matched) in m.replication.iter().flatten() {
-                if *id == shared.my_id {
-                    continue;
-                }
-                followers += 1;
-                // Caught up: within one batch-sized stretch of this leader's log.
-                if matched.as_ref().is_some_and(|l| l.index + 2 >= last_index) {
-                    if voters.contains(id) {
-                        synced += 1;
-                    } else {
-                        synced_observers += 1;
-                    }
-                }
+            // Recomputed on every metrics change (each applied batch): only where mntr shows it.
+            if shared.ensemble {
+                shared.set_ensemble_stats(ensemble_stats(&m, shared.my_id));
             }
-            shared.set_ensemble_stats(crate::core::EnsembleStats { voters: voters.len(), followers, synced, synced_observers });
             (m.current_leader, m.current_term)
         };
         if now != last {
@@ -1483,6 +1468,28 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
     }
     let m = raft.metrics().borrow().membership_config.clone();
     Ok(config_text(m.membership()))
+}
+
+/// The leader's view of its members, for mntr.
+fn ensemble_stats(m: &openraft::RaftMetrics<u64, ZkNode>, my_id: u64) -> crate::core::EnsembleStats {
+    let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+    let last_index = m.last_log_index.unwrap_or(0);
+    let (mut followers, mut synced, mut synced_observers) = (0, 0, 0);
+    for (id, matched) in m.replication.iter().flatten() {
+        if *id == my_id {
+            continue;
+        }
+        followers += 1;
+        // Caught up: within a couple of entries of this leader's log.
+        if matched.as_ref().is_some_and(|l| l.index + 2 >= last_index) {
+            if voters.contains(id) {
+                synced += 1;
+            } else {
+                synced_observers += 1;
+            }
+        }
+    }
+    crate::core::EnsembleStats { voters: voters.len(), followers, synced, synced_observers }
 }
 
 /// openraft's settings from `zoo.cfg`.
