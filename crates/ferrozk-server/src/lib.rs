@@ -15,6 +15,7 @@ mod core;
 pub mod fourlw;
 mod ops;
 pub mod raft;
+mod snapshot_child;
 mod tls;
 
 /// The request path without the network, for the fuzzer: frames in, tree changed, replies
@@ -186,7 +187,7 @@ impl ServerBuilder {
             let config = config.clone();
             move || -> Result<_, String> {
                 let recovered = raft::load_snapshot(&config);
-                let log = raft::LogStore::open(&config)?;
+                let log = raft::LogStore::open(&config, recovered.applied())?;
                 Ok((recovered, log))
             }
         })

@@ -44,6 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::ServerConfig;
 use crate::core::Shared;
+use crate::snapshot_child::SnapshotChild;
 
 openraft::declare_raft_types!(
     pub TypeConfig:
@@ -296,9 +297,10 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 }
 
 impl LogStore {
-    /// Opens the log: every record after the purge point is read (and checked) into memory.
-    /// Returns the store and the log thread's handle.
-    pub fn open(config: &ServerConfig) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
+    /// Opens the log: every record after the purge point is read and checked; those after
+    /// `applied` (what the loaded snapshot holds) are kept in memory, older ones are read from
+    /// the files when a lagging member needs them. Returns the store and the log thread's handle.
+    pub fn open(config: &ServerConfig, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
@@ -309,8 +311,15 @@ impl LogStore {
         let after = purged.map_or(0, |p| p.index + 1);
         let started = Instant::now();
         let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
-        let mut entries = VecDeque::with_capacity(records.len());
+        let keep_from = applied.map_or(0, |a| a.index + 1);
+        let mut entries = VecDeque::new();
+        let mut last_record = None;
         for r in records {
+            if r.index <= keep_from {
+                // In the snapshot: checked by the read above, decoded only if a member asks.
+                last_record = Some(r);
+                continue;
+            }
             let e = decode_entry(&r.payload)
                 .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?;
             if e.log_id.index + 1 != r.index {
@@ -322,7 +331,15 @@ impl LogStore {
             tracing::info!(entries = entries.len(), ms = started.elapsed().as_millis() as u64, "read the log");
         }
         let first = entries.front().map_or(wal.next_index().saturating_sub(1), |e| e.log_id.index);
-        let last = entries.back().map(|e| e.log_id).or(purged);
+        let last = match (entries.back(), last_record) {
+            (Some(e), _) => Some(e.log_id),
+            (None, Some(r)) => Some(
+                decode_entry(&r.payload)
+                    .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?
+                    .log_id,
+            ),
+            (None, None) => purged,
+        };
         let committed = committed.filter(|c| Some(*c) <= last);
         let shared = Arc::new(LogShared {
             wal_dir,
@@ -598,6 +615,13 @@ pub struct Recovered {
     current: Option<CurrentSnapshot>,
 }
 
+impl Recovered {
+    /// The last log entry the loaded snapshot holds.
+    pub fn applied(&self) -> Option<LogId<u64>> {
+        self.applied
+    }
+}
+
 /// Reads the newest snapshot that reads back whole, falling back past damaged ones.
 pub fn load_snapshot(config: &ServerConfig) -> Recovered {
     let (_, snap_dir) = crate::core::dirs(config);
@@ -717,13 +741,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            config: self.shared.config.clone(),
-            log: self.log.clone(),
-            target: self.applied,
-            membership: self.membership.clone(),
-            current: self.current.clone(),
-        }
+        // openraft asks between two `apply` calls: the tree stands exactly at `applied`.
+        let child = match self.applied {
+            None => Err("nothing applied yet to snapshot".to_string()),
+            Some(target) => self.fork_snapshot(target).await,
+        };
+        SnapshotBuilder { config: self.shared.config.clone(), log: self.log.clone(), child: Some(child), current: self.current.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, SErr> {
@@ -776,40 +799,67 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-pub struct SnapshotBuilder {
-    config: ServerConfig,
-    log: Arc<LogShared>,
-    target: Option<LogId<u64>>,
-    membership: StoredMembership<u64, ZkNode>,
-    current: Arc<Mutex<Option<CurrentSnapshot>>>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
-        let Some(target) = self.target else {
-            return Err(io_err(io::Error::other("nothing applied yet to snapshot")));
-        };
+impl StateMachine {
+    /// Starts writing a snapshot of the tree as of `target` in a child process.
+    async fn fork_snapshot(&self, target: LogId<u64>) -> Result<PendingSnapshot, String> {
+        // The snapshot must not hold entries this member's log has not made durable yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log.flushed.load(Ordering::Acquire) < target.index + 1 {
+            if Instant::now() > deadline {
+                return Err(format!("log entry {} is still not durable; no snapshot", target.index));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let meta = Meta {
             last_log_id: Some(target),
             last_membership: self.membership.clone(),
             snapshot_id: format!("{}-{}", target.leader_id.term, target.index),
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let (config, log, m) = (self.config.clone(), self.log.clone(), meta.clone());
-        // A thread of its own with a low priority: the snapshot yields the cores to requests.
-        std::thread::Builder::new()
-            .name("ferrozk-snapshot".into())
-            .spawn(move || {
-                #[cfg(target_os = "linux")]
-                unsafe {
-                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                    libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-                }
-                let _ = tx.send(write_snapshot(&config, &log, &m));
-            })
-            .map_err(io_err)?;
-        let path = rx.await.map_err(io_err)?.map_err(|e| io_err(io::Error::other(e)))?;
-        self.log.trim(target.index);
+        let header = bincode::serialize(&meta).map_err(|e| e.to_string())?;
+        let (_, snap_dir) = crate::core::dirs(&self.shared.config);
+        std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
+        let started = Instant::now();
+        let core = self.shared.lock();
+        let nodes = core.tree.node_count();
+        let child = SnapshotChild::spawn(&core.tree, &header, &snap_dir, target.index + 1)
+            .map_err(|e| format!("cannot start the snapshot writer: {e}"))?;
+        drop(core);
+        tracing::debug!(us = started.elapsed().as_micros() as u64, "forked the snapshot writer");
+        Ok(PendingSnapshot { child, meta, nodes, started })
+    }
+}
+
+/// A snapshot a child process is writing.
+struct PendingSnapshot {
+    child: SnapshotChild,
+    meta: Meta,
+    nodes: usize,
+    started: Instant,
+}
+
+pub struct SnapshotBuilder {
+    config: ServerConfig,
+    log: Arc<LogShared>,
+    child: Option<Result<PendingSnapshot, String>>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        let pending = match self.child.take() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(io_err(io::Error::other(e))),
+            None => return Err(io_err(io::Error::other("snapshot already built"))),
+        };
+        let PendingSnapshot { child, meta, nodes, started } = pending;
+        let path = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .map_err(io_err)?
+            .map_err(|e| io_err(io::Error::other(e)))?;
+        tracing::info!(snapshot = %path.display(), nodes, ms = started.elapsed().as_millis() as u64, "snapshot written");
+        if let Some(target) = meta.last_log_id {
+            self.log.trim(target.index);
+        }
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(CurrentSnapshot { meta: meta.clone(), path: path.clone() });
         if self.config.purge_interval_hours > 0 {
             let purged = self.log.cache().purged.map_or(0, |p| p.index + 1);
@@ -819,64 +869,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         }
         let f = tokio::fs::File::open(&path).await.map_err(io_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(f) })
-    }
-}
-
-/// Writes the snapshot `meta` describes without touching the live tree: the newest snapshot
-/// below it is loaded and the log replayed onto it on this thread.
-fn write_snapshot(config: &ServerConfig, log: &LogShared, meta: &Meta) -> Result<PathBuf, String> {
-    let (wal_dir, snap_dir) = crate::core::dirs(config);
-    let target = meta.last_log_id.map_or(0, |l| l.index + 1);
-    let started = Instant::now();
-    // The entries up to the target may still be in the log thread's hands.
-    while log.flushed.load(Ordering::Acquire) < target {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let mut tree = None;
-    for file in snap::list(&snap_dir).into_iter().filter(|s| s.index <= target) {
-        match read_snapshot_file(config, &file.path) {
-            Ok((_, t)) => {
-                tree = Some(t);
-                break;
-            }
-            Err(e) => tracing::warn!("{e}; trying an older snapshot"),
-        }
-    }
-    let mut tree = tree.unwrap_or_else(|| crate::core::new_tree(config));
-    let base = record_of(tree.last_zxid());
-    if base < target {
-        let records = ferrozk_storage::read_range(&wal_dir, base, target).map_err(|e| e.to_string())?;
-        for r in records {
-            let e = decode_entry(&r.payload).map_err(|e| format!("damaged log record {}: {e}", r.index))?;
-            replay_entry(&mut tree, e);
-        }
-    }
-    let meta_bytes = bincode::serialize(meta).map_err(|e| e.to_string())?;
-    let path = snap::write(&snap_dir, target, |w| {
-        w.write_all(&(meta_bytes.len() as u32).to_be_bytes())?;
-        w.write_all(&meta_bytes)?;
-        tree.write_snapshot(w)
-    })
-    .map_err(|e| format!("{}: {e}", snap_dir.display()))?;
-    tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "snapshot written");
-    Ok(path)
-}
-
-/// Applies one entry to a tree that no client sees (snapshot building).
-fn replay_entry(tree: &mut DataTree, e: Entry<TypeConfig>) {
-    match e.payload {
-        EntryPayload::Normal(batch) => {
-            for (k, c) in batch.0.into_iter().enumerate() {
-                let zxid = zxid_of(e.log_id.index, k);
-                match c.txn.map(|b| Txn::decode(&mut Reader::new(&b))) {
-                    Some(Ok(txn)) => {
-                        tree.apply(zxid, &txn);
-                    }
-                    _ => tree.set_last_zxid(zxid),
-                }
-            }
-        }
-        _ => tree.set_last_zxid(zxid_of(e.log_id.index, 0)),
     }
 }
 
@@ -1262,12 +1254,33 @@ fn forward_reconfig(shared: &Arc<Shared>, leader: u64, token: u64, plan: Reconfi
     });
 }
 
-/// Takes a snapshot whenever the state machine says snapCount writes were applied.
+/// Takes a snapshot whenever the state machine says snapCount writes were applied, and once a
+/// new snapshot is there, purges the log up to the one before it (what recovery still needs if
+/// the newest snapshot turns out damaged).
 pub async fn run_snapshot_trigger(shared: Arc<Shared>, raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut newest = metrics.borrow().snapshot;
     loop {
-        shared.snapshot_due.notified().await;
-        if raft.trigger().snapshot().await.is_err() {
-            return;
+        tokio::select! {
+            _ = shared.snapshot_due.notified() => {
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = metrics.borrow().snapshot;
+                if snapshot > newest {
+                    if let Some(previous) = newest {
+                        if raft.trigger().purge_log(previous.index).await.is_err() {
+                            return;
+                        }
+                    }
+                    newest = snapshot;
+                }
+            }
         }
     }
 }
@@ -1502,9 +1515,11 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
         election_timeout_max: election * 2,
         // Snapshots follow snapCount in writes (the state machine asks), not in entries.
         snapshot_policy: openraft::SnapshotPolicy::Never,
-        // Keep a snapshot's worth of log behind the newest one, so that a damaged newest
-        // snapshot can fall back to the one before it plus the log.
-        max_in_snapshot_log_to_keep: config.snap_count.saturating_mul(2),
+        // openraft counts entries, and an entry holds a batch of writes, so its count-based
+        // purge would keep the whole log of a busy server. run_snapshot_trigger purges instead,
+        // up to the snapshot before the newest: a damaged newest snapshot can still fall back
+        // to that one plus the log.
+        max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: 2000,
         install_snapshot_timeout: 10_000,
         ..Default::default()
