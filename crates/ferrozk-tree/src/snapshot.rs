@@ -62,7 +62,7 @@ impl DataTree {
     /// Reads a tree written by [`DataTree::write_snapshot`]; `progress` is called now and then
     /// with the number of nodes read so far.
     pub fn read_snapshot(r: &mut dyn Read, config: TreeConfig, progress: &mut dyn FnMut(u64, u64)) -> Result<DataTree, String> {
-        let mut src = Source { r, buf: Vec::new(), pos: 0 };
+        let mut src = Source { r, buf: Vec::new(), pos: 0, dropped: 0 };
         let format = src.i32()?;
         if format != FORMAT as i32 {
             return Err(format!("unsupported snapshot format {format}"));
@@ -77,10 +77,24 @@ impl DataTree {
             tree.insert_session(id, Session { timeout, passwd });
         }
         let count = src.i64()?;
+        // Room for every node at once: growing the map 20 times over moves every entry again.
+        tree.reserve_nodes(count.clamp(0, 1 << 26) as usize);
+        // Reused across nodes: the path is copied once, into the map's key; a node's ACL is
+        // nearly always its predecessor's, recognised by its bytes without decoding it.
+        let mut p = String::new();
+        let mut last_acl: Option<(Vec<u8>, Arc<Vec<Acl>>)> = None;
         for i in 0..count.max(0) as u64 {
-            let p: String = src.record()?;
+            src.string_into(&mut p)?;
             let data: Option<Vec<u8>> = src.record()?;
-            let acl: Vec<Acl> = src.record()?;
+            let acl = match &last_acl {
+                Some((bytes, acl)) if src.skip_if_next(bytes)? => acl.clone(),
+                _ => {
+                    let (acl, bytes) = src.record_and_bytes::<Vec<Acl>>()?;
+                    let acl = tree.intern(acl);
+                    last_acl = Some((bytes, acl.clone()));
+                    acl
+                }
+            };
             let stat = StatPersisted {
                 czxid: src.i64()?,
                 mzxid: src.i64()?,
@@ -107,6 +121,8 @@ struct Source<'a> {
     r: &'a mut dyn Read,
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes already dropped from the front of `buf`: stream offset = dropped + pos.
+    dropped: usize,
 }
 
 impl Source<'_> {
@@ -130,13 +146,59 @@ impl Source<'_> {
         }
     }
 
+    /// Keeps the undecoded rest and reads more behind it, in the same buffer (a fresh chunk
+    /// per read made malloc consolidate its free lists over and over on big snapshots).
     fn refill(&mut self) -> Result<(), String> {
-        self.buf.drain(..self.pos);
+        let rest = self.buf.len() - self.pos;
+        self.buf.copy_within(self.pos.., 0);
+        self.dropped += self.pos;
         self.pos = 0;
-        let mut chunk = vec![0u8; 1 << 16];
-        let n = self.r.read(&mut chunk).map_err(|e| e.to_string())?;
-        self.buf.extend_from_slice(&chunk[..n]);
+        self.buf.resize(rest + (1 << 16), 0);
+        let n = self.r.read(&mut self.buf[rest..]).map_err(|e| e.to_string())?;
+        self.buf.truncate(rest + n);
         Ok(())
+    }
+
+    /// Makes at least `n` undecoded bytes available; false at the end of the stream.
+    fn fill(&mut self, n: usize) -> Result<bool, String> {
+        while self.buf.len() - self.pos < n {
+            let before = self.buf.len() - self.pos;
+            self.refill()?;
+            if self.buf.len() - self.pos == before {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Decodes a jute string into `out`, reusing its allocation.
+    fn string_into(&mut self, out: &mut String) -> Result<(), String> {
+        let len: i32 = self.record()?;
+        let len = usize::try_from(len).map_err(|_| format!("string of length {len} in a snapshot"))?;
+        if !self.fill(len)? {
+            return Err("snapshot ends in the middle of a record".into());
+        }
+        let s = std::str::from_utf8(&self.buf[self.pos..self.pos + len]).map_err(|e| e.to_string())?;
+        out.clear();
+        out.push_str(s);
+        self.pos += len;
+        Ok(())
+    }
+
+    /// Consumes the next bytes if they equal `bytes`.
+    fn skip_if_next(&mut self, bytes: &[u8]) -> Result<bool, String> {
+        if self.fill(bytes.len())? && self.buf[self.pos..].starts_with(bytes) {
+            self.pos += bytes.len();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Decodes one value and returns the bytes it was read from as well.
+    fn record_and_bytes<T: Decode>(&mut self) -> Result<(T, Vec<u8>), String> {
+        let start = self.dropped + self.pos;
+        let v = self.record()?;
+        Ok((v, self.buf[start - self.dropped..self.pos].to_vec()))
     }
 
     fn i32(&mut self) -> Result<i32, String> {
@@ -155,8 +217,7 @@ impl DataTree {
         t
     }
 
-    fn insert_loaded(&mut self, p: &str, data: Option<Vec<u8>>, acl: Vec<Acl>, stat: StatPersisted) -> Result<(), String> {
-        let acl: Arc<Vec<Acl>> = self.intern(acl);
+    fn insert_loaded(&mut self, p: &str, data: Option<Vec<u8>>, acl: Arc<Vec<Acl>>, stat: StatPersisted) -> Result<(), String> {
         let node = Node { data, acl, stat, children: Default::default() };
         if p != "/" {
             let (parent, child) = path::split(p).ok_or_else(|| format!("bad path {p:?} in snapshot"))?;

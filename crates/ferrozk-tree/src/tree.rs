@@ -136,14 +136,17 @@ pub struct Applied {
     pub changes: Vec<Change>,
 }
 
+/// Maps keyed by paths: a seeded hasher much faster than SipHash on short strings.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: FastMap<String, Node>,
     sessions: BTreeMap<i64, Session>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     quota_roots: BTreeSet<String>,
-    acl_cache: HashMap<Vec<Acl>, Arc<Vec<Acl>>>,
+    acl_cache: FastMap<Vec<Acl>, Arc<Vec<Acl>>>,
     last_zxid: i64,
     config: TreeConfig,
     /// Inside a multi: the state of every node before the multi first touched it.
@@ -162,13 +165,13 @@ type OpOutcome = Result<Outcome, ErrorCode>;
 impl DataTree {
     pub fn new(config: TreeConfig) -> DataTree {
         let mut t = DataTree {
-            nodes: HashMap::new(),
+            nodes: FastMap::default(),
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             quota_roots: BTreeSet::new(),
-            acl_cache: HashMap::new(),
+            acl_cache: FastMap::default(),
             last_zxid: 0,
             config,
             undo: None,
@@ -346,6 +349,10 @@ impl DataTree {
 
     pub(crate) fn insert_session(&mut self, id: i64, s: Session) {
         self.sessions.insert(id, s);
+    }
+
+    pub(crate) fn reserve_nodes(&mut self, n: usize) {
+        self.nodes.reserve(n);
     }
 
     pub(crate) fn add_child(&mut self, parent: &str, child: &str) -> Option<()> {
