@@ -86,7 +86,7 @@ def run(kind):
     path, count = last_node(port)
     time.sleep(2)  # let a snapshot in progress finish, as an operator's restart would
     p.send_signal(signal.SIGTERM); p.wait(30)
-    du = subprocess.run(["du", "-sb", f"{d}/data"], capture_output=True, text=True).stdout.split()[0]
+    du = subprocess.run(["du", "-sB1", f"{d}/data"], capture_output=True, text=True).stdout.split()[0]
     t0 = time.monotonic()
     p = start(kind, d, port)
     readable = time_to_readable(port, path, t0)
