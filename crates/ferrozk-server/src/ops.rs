@@ -175,7 +175,7 @@ fn get_data(core: &mut Core, ctx: &ReadCtx, path: &str, watch: bool) -> Result<(
 fn get_children(core: &mut Core, ctx: &ReadCtx, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
     let node = core.tree.node(path).ok_or(ErrorCode::NoNode)?;
     acl::check(&node.acl, perms::READ, ctx.auth)?;
-    let res = (node.children.iter().cloned().collect(), node.stat());
+    let res = (node.children.iter().map(|c| c.to_string()).collect(), node.stat());
     if watch {
         core.watches.add_child(path, ctx.conn);
     }
