@@ -186,8 +186,13 @@ impl ServerBuilder {
         let (mut recovered, (log, log_thread)) = tokio::task::spawn_blocking({
             let config = config.clone();
             move || -> Result<_, String> {
-                let recovered = raft::load_snapshot(&config);
-                let log = raft::LogStore::open(&config, recovered.applied())?;
+                // Both take a while on a big tree, and each keeps one core busy.
+                let (recovered, files) = std::thread::scope(|s| {
+                    let files = s.spawn(|| raft::LogFiles::read(&config));
+                    let recovered = raft::load_snapshot(&config);
+                    (recovered, files.join().unwrap_or_else(|_| Err("reading the log failed".into())))
+                });
+                let log = raft::LogStore::open(files?, recovered.applied())?;
                 Ok((recovered, log))
             }
         })

@@ -296,11 +296,21 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     (start, end)
 }
 
-impl LogStore {
-    /// Opens the log: every record after the purge point is read and checked; those after
-    /// `applied` (what the loaded snapshot holds) are kept in memory, older ones are read from
-    /// the files when a lagging member needs them. Returns the store and the log thread's handle.
-    pub fn open(config: &ServerConfig, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
+/// The log as read from disk, before the snapshot it continues is known.
+pub struct LogFiles {
+    wal_dir: PathBuf,
+    raft_dir: PathBuf,
+    wal: Wal,
+    records: Vec<ferrozk_storage::Record>,
+    purged: Option<LogId<u64>>,
+    vote: Option<Vote<u64>>,
+    committed: Option<LogId<u64>>,
+}
+
+impl LogFiles {
+    /// Reads and checks every record after the purge point (on its own thread at start, while
+    /// the snapshot loads on another).
+    pub fn read(config: &ServerConfig) -> Result<LogFiles, String> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
@@ -311,6 +321,17 @@ impl LogStore {
         let after = purged.map_or(0, |p| p.index + 1);
         let started = Instant::now();
         let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
+        tracing::info!(records = records.len(), ms = started.elapsed().as_millis() as u64, "read the log");
+        Ok(LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed })
+    }
+}
+
+impl LogStore {
+    /// Opens the log read by [`LogFiles::read`]: records after `applied` (what the loaded
+    /// snapshot holds) are kept in memory, older ones are read from the files when a lagging
+    /// member needs them. Returns the store and the log thread's handle.
+    pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
+        let LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed } = files;
         let keep_from = applied.map_or(0, |a| a.index + 1);
         let mut entries = VecDeque::new();
         let mut last_record = None;
@@ -326,9 +347,6 @@ impl LogStore {
                 return Err(format!("log record {} in {} holds entry {}", r.index, wal_dir.display(), e.log_id.index));
             }
             entries.push_back(e);
-        }
-        if !entries.is_empty() {
-            tracing::info!(entries = entries.len(), ms = started.elapsed().as_millis() as u64, "read the log");
         }
         let first = entries.front().map_or(wal.next_index().saturating_sub(1), |e| e.log_id.index);
         let last = match (entries.back(), last_record) {
@@ -1607,6 +1625,7 @@ pub async fn start(
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
     let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1) }, log, sm).await.map_err(|e| e.to_string())?;
     let (voters, learners) = initial_members(config, my_id);
+    let solo = voters.len() == 1 && voters.contains_key(&my_id);
     if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
         // A new ensemble: the lowest id starts it at once; the others wait to hear from it
         // and start it themselves only if it stays silent (several members initialising at
@@ -1636,6 +1655,10 @@ pub async fn start(
         } else {
             tokio::spawn(init);
         }
+    }
+    if solo && raft.is_initialized().await.map_err(|e| e.to_string())? {
+        // A restarted standalone server need not wait out an election timeout for itself.
+        raft.trigger().elect().await.map_err(|e| e.to_string())?;
     }
     if !learners.is_empty() {
         tokio::spawn(add_observers(raft.clone(), learners, my_id));
