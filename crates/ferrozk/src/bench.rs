@@ -5,13 +5,19 @@
 //! `--rate` it runs open loop: requests are issued on a fixed schedule and latency is measured
 //! from when each request was due, so a stalled server shows in the tail instead of being
 //! hidden by the client slowing down (coordinated omission).
+//!
+//! Two workloads measure recipes rather than single requests, one operation per session at a
+//! time (`--inflight` and `--rate` do not apply): `lock` (hand-offs of one lock between
+//! `--sessions` contenders through `recipes::Lock`) and `watch` (fan-out of one setData to
+//! `--sessions` sessions watching the node).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use ferrozk_client::{open_acl, Client, CreateMode, ErrorCode, Op};
+use ferrozk_client::recipes::Lock;
+use ferrozk_client::{event, open_acl, Client, CreateMode, ErrorCode, Op};
 use hdrhistogram::Histogram;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,6 +34,14 @@ pub enum Workload {
     Ephemeral,
     /// A multi of two setData.
     Multi,
+    /// `--sessions` contenders hand one lock (`recipes::Lock`) around; one operation = one
+    /// acquire and release, latency = from asking for the lock until holding it. Holding it
+    /// twice at once counts as an error (`exclusion_violations`).
+    Lock,
+    /// `--sessions` sessions keep a data watch on one node, one more session sets it; one
+    /// operation = one setData, latency = until the last watcher is notified. The next setData
+    /// waits until every watcher has re-armed; a round some watcher misses is an error.
+    Watch,
 }
 
 impl Workload {
@@ -39,6 +53,8 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Ephemeral => "ephemeral",
             Workload::Multi => "multi",
+            Workload::Lock => "lock",
+            Workload::Watch => "watch",
         }
     }
 }
@@ -96,6 +112,8 @@ pub struct Report {
     pub errors: u64,
     pub seconds: f64,
     pub latency_us: Histogram<u64>,
+    /// Workload-specific counts (the lock's exclusion violations, the watch's missed rounds).
+    pub extra: Vec<(&'static str, u64)>,
 }
 
 impl Report {
@@ -108,8 +126,9 @@ impl Report {
     }
 
     pub fn json(&self) -> String {
+        let extra: String = self.extra.iter().map(|(k, v)| format!(",\"{k}\":{v}")).collect();
         format!(
-            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"throughput\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3},\"mean\":{:.3}}}}}",
+            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"throughput\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3},\"mean\":{:.3}}}{extra}}}",
             self.workload,
             self.ops,
             self.errors,
@@ -125,9 +144,10 @@ impl Report {
     }
 
     pub fn table(&self) -> String {
+        let extra: String = self.extra.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
         format!(
             "workload   ops        errors  seconds  ops/s      p50 ms   p90 ms   p99 ms   p99.9 ms  max ms\n\
-             {:<10} {:<10} {:<7} {:<8.2} {:<10.0} {:<8.3} {:<8.3} {:<8.3} {:<9.3} {:.3}\n",
+             {:<10} {:<10} {:<7} {:<8.2} {:<10.0} {:<8.3} {:<8.3} {:<8.3} {:<9.3} {:.3}\n{extra}",
             self.workload,
             self.ops,
             self.errors,
@@ -150,10 +170,29 @@ struct Shared {
     done: AtomicU64,
     errors: AtomicU64,
     histograms: Mutex<Vec<Histogram<u64>>>,
+    /// lock: contenders inside the critical section now, and who was there last (session + 1).
+    holders: AtomicU64,
+    last_holder: AtomicU64,
+    /// lock: times two contenders held the lock at once; hand-offs to another session.
+    violations: AtomicU64,
+    owner_changes: AtomicU64,
+    /// watch: rounds in which some watcher was not notified (or not re-armed) in time.
+    missed: AtomicU64,
 }
+
+/// How long a lock or watch round may take before it counts as an error.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn key(root: &str, i: usize) -> String {
     format!("{root}/keys/k{i:06}")
+}
+
+fn lock_path(root: &str) -> String {
+    format!("{root}/lock")
+}
+
+fn watch_path(root: &str) -> String {
+    format!("{root}/watch")
 }
 
 async fn ensure(zk: &Client, path: &str, data: &[u8]) -> Result<(), ErrorCode> {
@@ -182,6 +221,9 @@ async fn setup(args: &BenchArgs, value: &[u8]) -> Result<(), String> {
     let root = &args.root;
     for p in [root.clone(), format!("{root}/keys"), format!("{root}/seq"), format!("{root}/eph")] {
         ensure(&zk, &p, b"").await.map_err(|e| format!("cannot create {p}: {e}"))?;
+    }
+    if args.workload == Workload::Watch {
+        ensure(&zk, &watch_path(root), value).await.map_err(|e| format!("setup: {e}"))?;
     }
     if matches!(args.workload, Workload::Set | Workload::Get | Workload::Mixed | Workload::Multi) {
         let mut pending = Vec::new();
@@ -227,6 +269,7 @@ async fn one_op(zk: &Client, s: &Shared, session: usize, n: u64) -> Result<(), E
             let p = zk.create(&format!("{}/eph/s{session}-{n}", a.root), &s.value, open_acl(), CreateMode::Ephemeral).await?;
             zk.delete(&p, -1).await?;
         }
+        Workload::Lock | Workload::Watch => unreachable!("lock and watch run their own loops"),
         Workload::Multi => {
             let ops = vec![
                 Op::SetData { path: key(&a.root, pick()), data: s.value.clone(), version: -1 },
@@ -239,11 +282,16 @@ async fn one_op(zk: &Client, s: &Shared, session: usize, n: u64) -> Result<(), E
 }
 
 fn record(s: &Shared, h: &mut Histogram<u64>, started: Instant, ok: bool) {
+    record_latency(s, h, started.elapsed(), ok);
+}
+
+/// Counts one operation (an error if not `ok`) while measuring; false if it was not counted.
+fn record_latency(s: &Shared, h: &mut Histogram<u64>, latency: Duration, ok: bool) -> bool {
     if !s.measuring.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     if ok {
-        let us = started.elapsed().as_micros() as u64;
+        let us = latency.as_micros() as u64;
         let _ = h.record(us.max(1));
         let done = s.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(c) = s.args.count {
@@ -254,6 +302,7 @@ fn record(s: &Shared, h: &mut Histogram<u64>, started: Instant, ok: bool) {
     } else {
         s.errors.fetch_add(1, Ordering::Relaxed);
     }
+    true
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -298,8 +347,147 @@ async fn open_session(zk: Client, s: Arc<Shared>, session: usize, per_session_ra
     s.histograms.lock().unwrap().push(h);
 }
 
+/// One lock contender: acquire, check that no one else is inside, release; until stopped.
+/// Contenders queue in order (each watches its predecessor), so after the stop every waiting
+/// contender still gets its turn and releases: the run leaves no lock node behind.
+async fn lock_contender(zk: Client, s: Arc<Shared>, session: usize) {
+    let mut h = new_hist();
+    let mut lock = Lock::new(&zk, &lock_path(&s.args.root), &format!("bench-{session}"));
+    let me = session as u64 + 1;
+    while !s.stop.load(Ordering::Relaxed) {
+        let asked = Instant::now();
+        match lock.acquire(Some(ROUND_TIMEOUT)).await {
+            Ok(true) => {
+                let waited = asked.elapsed();
+                let alone = s.holders.fetch_add(1, Ordering::SeqCst) == 0;
+                let before = s.last_holder.swap(me, Ordering::SeqCst);
+                // Let any other holder run (and show up in `holders`) before leaving.
+                tokio::task::yield_now().await;
+                let still_alone = s.holders.fetch_sub(1, Ordering::SeqCst) == 1;
+                if !alone {
+                    // Counted over the whole run, warm-up included: any is a bug.
+                    s.violations.fetch_add(1, Ordering::Relaxed);
+                }
+                let released = lock.release().await.is_ok();
+                let ok = alone && still_alone && released;
+                if record_latency(&s, &mut h, waited, ok) && ok && before != me && before != 0 {
+                    s.owner_changes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Not our turn within ROUND_TIMEOUT (the recipe removed our node).
+            Ok(false) => {
+                record_latency(&s, &mut h, asked.elapsed(), false);
+            }
+            Err(_) => {
+                record_latency(&s, &mut h, asked.elapsed(), false);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    s.histograms.lock().unwrap().push(h);
+}
+
+/// What a watcher tells the writer: its watch is set with the node at `version`, or it was
+/// notified of the change that made `version`.
+enum WatchEvent {
+    Armed { id: usize, version: i32 },
+    Fired { id: usize, version: i32, at: Instant },
+}
+
+/// A watcher: getData with a watch, report it armed, wait for the notification, report it,
+/// and again. Runs until aborted.
+async fn watcher(zk: Client, root: String, id: usize, tx: tokio::sync::mpsc::UnboundedSender<WatchEvent>) {
+    let path = watch_path(&root);
+    loop {
+        let ((_, stat), watch) = match zk.get_data_w(&path).await {
+            Ok(x) => x,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if tx.send(WatchEvent::Armed { id, version: stat.version }).is_err() {
+            return;
+        }
+        // A session event (NONE) instead of the change: just set the watch again.
+        if let Ok(ev) = watch.await {
+            if ev.event_type == event::NODE_DATA_CHANGED {
+                let at = Instant::now();
+                if tx.send(WatchEvent::Fired { id, version: stat.version + 1, at }).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The watch workload's writer: waits until every watcher is armed at the node's current
+/// version, sets the node, and waits for every watcher's notification of that version.
+async fn watch_writer(zk: Client, s: Arc<Shared>, watchers: usize, mut rx: tokio::sync::mpsc::UnboundedReceiver<WatchEvent>) {
+    let path = watch_path(&s.args.root);
+    let mut h = new_hist();
+    let mut armed = vec![i32::MIN; watchers];
+    let mut version = match zk.exists(&path).await {
+        Ok(Some(stat)) => stat.version,
+        _ => {
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            s.stop.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
+    while !s.stop.load(Ordering::Relaxed) {
+        // Every watcher re-armed since the last change. One that is not by the deadline will
+        // miss this round's notification, and the round counts as an error below.
+        let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
+        while armed.iter().any(|&v| v < version) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(WatchEvent::Armed { id, version: v })) => armed[id] = armed[id].max(v),
+                Ok(Some(WatchEvent::Fired { .. })) => {} // late news of an earlier round
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let sent = Instant::now();
+        match zk.set_data(&path, &s.value, -1).await {
+            Ok(stat) => version = stat.version,
+            Err(_) => {
+                record_latency(&s, &mut h, sent.elapsed(), false);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(sent + ROUND_TIMEOUT);
+        let mut notified = vec![false; watchers];
+        let (mut count, mut last) = (0, sent);
+        while count < watchers {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(WatchEvent::Fired { id, version: v, at })) if v == version && !notified[id] => {
+                    notified[id] = true;
+                    count += 1;
+                    last = last.max(at);
+                }
+                Ok(Some(WatchEvent::Armed { id, version: v })) => armed[id] = armed[id].max(v),
+                Ok(Some(WatchEvent::Fired { .. })) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let ok = count == watchers;
+        if !ok && s.measuring.load(Ordering::Relaxed) {
+            s.missed.fetch_add(1, Ordering::Relaxed);
+        }
+        record_latency(&s, &mut h, last.saturating_duration_since(sent), ok);
+    }
+    s.histograms.lock().unwrap().push(h);
+}
+
 /// Runs one benchmark and returns what it measured.
 pub async fn run(args: BenchArgs) -> Result<Report, String> {
+    let recipe = matches!(args.workload, Workload::Lock | Workload::Watch);
+    if recipe && args.rate.is_some() {
+        return Err(format!("--rate does not apply to the {} workload", args.workload.name()));
+    }
+    if recipe && args.sessions == 0 {
+        return Err(format!("the {} workload needs at least one session", args.workload.name()));
+    }
     let value: Vec<u8> = (0..args.value_size).map(|i| b'a' + (i % 26) as u8).collect();
     setup(&args, &value).await?;
     let hosts: Vec<&str> = args.servers.split('/').next().unwrap_or("").split(',').collect();
@@ -319,9 +507,34 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         histograms: Mutex::new(Vec::new()),
+        holders: AtomicU64::new(0),
+        last_holder: AtomicU64::new(0),
+        violations: AtomicU64::new(0),
+        owner_changes: AtomicU64::new(0),
+        missed: AtomicU64::new(0),
     });
     let mut tasks = tokio::task::JoinSet::new();
+    // Tasks that run until aborted once `tasks` are done (the watchers).
+    let mut background = tokio::task::JoinSet::new();
+    if args.workload == Workload::Watch {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for (i, zk) in clients.iter().enumerate() {
+            background.spawn(watcher(zk.clone(), args.root.clone(), i, tx.clone()));
+        }
+        // One more session, the writer.
+        let host = hosts[args.sessions % hosts.len()];
+        let chroot = args.servers.find('/').map(|at| &args.servers[at..]).unwrap_or("");
+        let writer = connect(&format!("{host}{chroot}")).await?;
+        tasks.spawn(watch_writer(writer.clone(), s.clone(), args.sessions, rx));
+        clients.push(writer);
+    }
     for (i, zk) in clients.iter().enumerate() {
+        if recipe {
+            if args.workload == Workload::Lock {
+                tasks.spawn(lock_contender(zk.clone(), s.clone(), i));
+            }
+            continue;
+        }
         match args.rate {
             Some(rate) => {
                 tasks.spawn(open_session(zk.clone(), s.clone(), i, rate / args.sessions as f64));
@@ -354,6 +567,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let seconds = t0.elapsed().as_secs_f64();
     s.stop.store(true, Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
+    background.shutdown().await;
     let mut total = new_hist();
     for h in s.histograms.lock().unwrap().iter() {
         total.add(h).map_err(|e| e.to_string())?;
@@ -361,11 +575,20 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     for zk in clients {
         zk.close().await;
     }
+    let extra = match args.workload {
+        Workload::Lock => vec![
+            ("exclusion_violations", s.violations.load(Ordering::Relaxed)),
+            ("owner_changes", s.owner_changes.load(Ordering::Relaxed)),
+        ],
+        Workload::Watch => vec![("watchers", args.sessions as u64), ("missed_rounds", s.missed.load(Ordering::Relaxed))],
+        _ => Vec::new(),
+    };
     Ok(Report {
         workload: args.workload.name(),
         ops: total.len(),
         errors: s.errors.load(Ordering::Relaxed),
         seconds,
         latency_us: total,
+        extra,
     })
 }
