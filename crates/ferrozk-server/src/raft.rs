@@ -214,6 +214,14 @@ struct LogShared {
     flushed: AtomicU64,
 }
 
+impl LogCache {
+    /// Takes the first `n` entries out (cheaply: the rest is what is copied).
+    fn split_front(&mut self, n: usize) -> VecDeque<Entry<TypeConfig>> {
+        let rest = self.entries.split_off(n);
+        std::mem::replace(&mut self.entries, rest)
+    }
+}
+
 impl LogShared {
     fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
@@ -257,11 +265,15 @@ impl LogShared {
 
     /// Drops cached entries up to `index`: they are durable and older than a snapshot.
     fn trim(&self, index: u64) {
-        let mut c = self.cache();
-        while c.first <= index && !c.entries.is_empty() {
-            c.entries.pop_front();
-            c.first += 1;
-        }
+        let old = {
+            let mut c = self.cache();
+            let n = (index + 1).saturating_sub(c.first).min(c.entries.len() as u64);
+            c.first += n;
+            c.split_front(n as usize)
+        };
+        // Freed outside the lock: after a long replay this is a million writes, and the log's
+        // appends wait for the lock.
+        drop(old);
     }
 }
 
@@ -574,20 +586,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
         let b = bincode::serialize(&log_id).map_err(io_err)?;
         write_small(&self.shared.raft_dir, "purged", &b, true).map_err(io_err)?;
-        let beyond = {
+        let (beyond, old) = {
             let mut c = self.shared.cache();
             c.purged = Some(log_id);
-            while c.entries.front().is_some_and(|e| e.log_id.index <= log_id.index) {
-                c.entries.pop_front();
-                c.first += 1;
-            }
+            let n = c.entries.iter().take_while(|e| e.log_id.index <= log_id.index).count();
+            c.first += n as u64;
+            let old = c.split_front(n);
             let beyond = c.last.map_or(true, |l| l.index <= log_id.index);
             if beyond {
                 c.last = Some(log_id);
                 c.first = log_id.index + 1;
             }
-            beyond
+            (beyond, old)
         };
+        drop(old);
         // Purged past the end (a snapshot was installed): the log starts over after it. The
         // files themselves are removed only by autopurge, as in ZooKeeper.
         if beyond {

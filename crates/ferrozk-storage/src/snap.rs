@@ -48,7 +48,7 @@ pub fn list(dir: &Path) -> Vec<SnapshotFile> {
 
 /// Flushes to disk every few MiB while the snapshot is written: a large burst of dirty pages
 /// would make the log's fsyncs (on the request path) wait behind it.
-const SYNC_EVERY: u64 = 4 << 20;
+const SYNC_EVERY: u64 = 1 << 20;
 
 struct HashingWriter {
     inner: BufWriter<File>,
