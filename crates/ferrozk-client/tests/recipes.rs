@@ -64,6 +64,40 @@ async fn timeouts_and_ended_sessions_hand_the_lock_on() {
     s.shutdown().await;
 }
 
+/// Requests the server has received (`srvr`).
+async fn received(connect: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = connect.split('/').next().unwrap();
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"srvr").await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    out.lines().find_map(|l| l.strip_prefix("Received: ")).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_lock_ensures_its_path_once_and_again_if_it_was_removed() {
+    let s = server("lockpath").await;
+    let zk = Client::connect(&s.connect_string()).await.unwrap();
+    let mut lock = Lock::new(&zk, "/locks/p/q", "me");
+    assert!(lock.acquire(None).await.unwrap());
+    lock.release().await.unwrap();
+    let before = received(&s.connect_string()).await;
+    assert!(lock.acquire(None).await.unwrap());
+    lock.release().await.unwrap();
+    // create, getChildren and delete: the path is not created again (each create of an
+    // existing node would be a write through the log that fails).
+    assert_eq!(received(&s.connect_string()).await - before, 3);
+    let (_, root) = zk.get_data("/locks").await.unwrap();
+    zk.delete("/locks/p/q", -1).await.unwrap();
+    zk.delete("/locks/p", -1).await.unwrap();
+    assert!(lock.acquire(None).await.unwrap(), "the removed path is made again");
+    lock.release().await.unwrap();
+    assert!(zk.exists("/locks/p/q").await.unwrap().is_some());
+    assert!(zk.get_data("/locks").await.unwrap().1.cversion > root.cversion);
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn readers_share_and_a_writer_waits_for_them() {
     let s = server("rw").await;

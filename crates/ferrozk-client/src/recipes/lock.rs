@@ -61,6 +61,9 @@ pub struct Lock {
     data: Vec<u8>,
     node: Option<String>,
     holds: u32,
+    /// The lock's parent path is known to exist (ensured once, as kazoo does: ensuring it on
+    /// every acquire cost two failing creates per hand-off).
+    path_ready: bool,
     cancel: Canceller,
     /// How many times this contender was woken by a watch (for checking there is no herd).
     pub wakeups: Arc<AtomicU64>,
@@ -95,6 +98,7 @@ impl Lock {
             data: identifier.as_bytes().to_vec(),
             node: None,
             holds: 0,
+            path_ready: false,
             cancel: Canceller::default(),
             wakeups: Arc::new(AtomicU64::new(0)),
         }
@@ -123,16 +127,22 @@ impl Lock {
         }
         self.cancel.reset();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        ensure_path(&self.zk, &self.path).await?;
+        if !self.path_ready {
+            ensure_path(&self.zk, &self.path).await?;
+            self.path_ready = true;
+        }
         // A fresh name per attempt: cleaning up after an abandoned attempt can then never
         // touch the node of a later one.
         let prefix = format!("{}{}", uuid_hex(), self.kind.node_name());
         let guard = CleanupGuard::new(&self.zk, &self.path, Leftover::Prefix(prefix.clone()));
-        let result = match self
-            .zk
-            .create(&format!("{}/{prefix}", self.path), &self.data, open_acl(), CreateMode::EphemeralSequential)
-            .await
-        {
+        let node_path = format!("{}/{prefix}", self.path);
+        let mut created = self.zk.create(&node_path, &self.data, open_acl(), CreateMode::EphemeralSequential).await;
+        if created == Err(ErrorCode::NoNode) {
+            // Someone removed the lock's path since it was ensured.
+            ensure_path(&self.zk, &self.path).await?;
+            created = self.zk.create(&node_path, &self.data, open_acl(), CreateMode::EphemeralSequential).await;
+        }
+        let result = match created {
             Ok(node) => {
                 let name = node.rsplit('/').next().unwrap_or_default().to_string();
                 self.wait_turn(&name, deadline).await.map(|got| got.then_some(node))
