@@ -207,6 +207,8 @@ pub struct Shared {
     quorum: AtomicBool,
     /// Signalled when snapCount writes were applied since the last snapshot.
     pub snapshot_due: tokio::sync::Notify,
+    /// A snapshot writer is running; a clean stop waits for it (see `SnapshotWriting`).
+    pub snapshot_writing: tokio::sync::watch::Sender<bool>,
     ensemble_stats: Mutex<EnsembleStats>,
     next_conn: AtomicU64,
 }
@@ -239,6 +241,7 @@ impl Shared {
             relink: AtomicBool::new(false),
             quorum: AtomicBool::new(true),
             snapshot_due: tokio::sync::Notify::new(),
+            snapshot_writing: tokio::sync::watch::channel(false).0,
             ensemble_stats: Mutex::new(EnsembleStats::default()),
             next_conn: AtomicU64::new(1),
         });

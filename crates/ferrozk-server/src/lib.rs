@@ -361,6 +361,7 @@ impl Server {
         }
         let _ = self.raft.shutdown().await;
         drop(self.raft);
+        raft::wait_for_snapshot(&self.shared, std::time::Duration::from_secs(30)).await;
         if let Some(t) = self.log_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

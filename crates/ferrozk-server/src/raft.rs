@@ -12,8 +12,9 @@
 //!   towards a quorum.
 //! - Entries are applied on every member, in order, by [`crate::core::Core::apply_entry`]; the
 //!   member holding the client's connection answers it.
-//! - Snapshots are built away from the request path by replaying the log onto the previous
-//!   snapshot; they carry openraft's snapshot metadata in front of the tree.
+//! - Snapshots are written by a forked child from a copy-on-write image of the tree
+//!   ([`crate::snapshot_child`]); they carry openraft's snapshot metadata in front of the
+//!   tree. After each one the log is purged up to the snapshot before it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -849,14 +850,42 @@ impl StateMachine {
         let (_, snap_dir) = crate::core::dirs(&self.shared.config);
         std::fs::create_dir_all(&snap_dir).map_err(|e| format!("{}: {e}", snap_dir.display()))?;
         let started = Instant::now();
+        let writing = SnapshotWriting::start(&self.shared);
         let core = self.shared.lock();
         let nodes = core.tree.node_count();
         let child = SnapshotChild::spawn(&core.tree, &header, &snap_dir, target.index + 1)
             .map_err(|e| format!("cannot start the snapshot writer: {e}"))?;
         drop(core);
         tracing::debug!(us = started.elapsed().as_micros() as u64, "forked the snapshot writer");
-        Ok(PendingSnapshot { child, meta, nodes, started })
+        Ok(PendingSnapshot { child, meta, nodes, started, writing })
     }
+}
+
+/// Marks a snapshot writer as running until dropped (after its child was waited for, or when
+/// the snapshot is abandoned).
+struct SnapshotWriting(Arc<Shared>);
+
+impl SnapshotWriting {
+    fn start(shared: &Arc<Shared>) -> SnapshotWriting {
+        shared.snapshot_writing.send_replace(true);
+        SnapshotWriting(shared.clone())
+    }
+}
+
+impl Drop for SnapshotWriting {
+    fn drop(&mut self) {
+        self.0.snapshot_writing.send_replace(false);
+    }
+}
+
+/// On a clean stop: lets a snapshot being written finish (at most `limit`), so that the next
+/// start loads it instead of replaying the writes it holds.
+pub async fn wait_for_snapshot(shared: &Shared, limit: Duration) {
+    let mut writing = shared.snapshot_writing.subscribe();
+    if *writing.borrow() {
+        tracing::info!("waiting for the snapshot being written");
+    }
+    let _ = tokio::time::timeout(limit, writing.wait_for(|w| !*w)).await;
 }
 
 /// A snapshot a child process is writing.
@@ -865,6 +894,7 @@ struct PendingSnapshot {
     meta: Meta,
     nodes: usize,
     started: Instant,
+    writing: SnapshotWriting,
 }
 
 pub struct SnapshotBuilder {
@@ -881,8 +911,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Some(Err(e)) => return Err(io_err(io::Error::other(e))),
             None => return Err(io_err(io::Error::other("snapshot already built"))),
         };
-        let PendingSnapshot { child, meta, nodes, started } = pending;
-        let path = tokio::task::spawn_blocking(move || child.wait())
+        let PendingSnapshot { child, meta, nodes, started, writing } = pending;
+        let path = tokio::task::spawn_blocking(move || {
+            let written = child.wait();
+            drop(writing);
+            written
+        })
             .await
             .map_err(io_err)?
             .map_err(|e| io_err(io::Error::other(e)))?;
