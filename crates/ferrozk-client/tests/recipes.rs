@@ -86,8 +86,11 @@ async fn a_lock_ensures_its_path_once_and_again_if_it_was_removed() {
     assert!(lock.acquire(None).await.unwrap());
     lock.release().await.unwrap();
     // create, getChildren and delete: the path is not created again (each create of an
-    // existing node would be a write through the log that fails).
-    assert_eq!(received(&s.connect_string()).await - before, 3);
+    // existing node would be a write through the log that fails). Counted only on a server
+    // of this test's own: on a shared one other tests' requests count too.
+    if s.dedicated() {
+        assert_eq!(received(&s.connect_string()).await - before, 3);
+    }
     let (_, root) = zk.get_data("/locks").await.unwrap();
     zk.delete("/locks/p/q", -1).await.unwrap();
     zk.delete("/locks/p", -1).await.unwrap();

@@ -48,6 +48,12 @@ pub async fn server(name: &str) -> TestServer {
 
 impl TestServer {
     /// Host and chroot: every path a test uses lies under its own root.
+    /// Whether the server serves this test alone (not a shared FERROZK_TEST_ZK server, where
+    /// other tests' requests run at the same time).
+    pub fn dedicated(&self) -> bool {
+        self.server.is_some()
+    }
+
     pub fn connect_string(&self) -> String {
         self.connect.clone()
     }
