@@ -216,9 +216,13 @@ struct LogShared {
 }
 
 impl LogCache {
-    /// Takes the first `n` entries out (cheaply: the rest is what is copied).
-    fn split_front(&mut self, n: usize) -> VecDeque<Entry<TypeConfig>> {
-        let rest = self.entries.split_off(n);
+    /// Takes the cached entries up to `index` out (cheaply: the rest is what is copied), for
+    /// the caller to free once the lock is released: after a long replay this is a million
+    /// writes, and the log's appends wait for the lock.
+    fn take_through(&mut self, index: u64) -> VecDeque<Entry<TypeConfig>> {
+        let n = (index + 1).saturating_sub(self.first).min(self.entries.len() as u64);
+        self.first += n;
+        let rest = self.entries.split_off(n as usize);
         std::mem::replace(&mut self.entries, rest)
     }
 }
@@ -266,14 +270,7 @@ impl LogShared {
 
     /// Drops cached entries up to `index`: they are durable and older than a snapshot.
     fn trim(&self, index: u64) {
-        let old = {
-            let mut c = self.cache();
-            let n = (index + 1).saturating_sub(c.first).min(c.entries.len() as u64);
-            c.first += n;
-            c.split_front(n as usize)
-        };
-        // Freed outside the lock: after a long replay this is a million writes, and the log's
-        // appends wait for the lock.
+        let old = self.cache().take_through(index);
         drop(old);
     }
 }
@@ -590,9 +587,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (beyond, old) = {
             let mut c = self.shared.cache();
             c.purged = Some(log_id);
-            let n = c.entries.iter().take_while(|e| e.log_id.index <= log_id.index).count();
-            c.first += n as u64;
-            let old = c.split_front(n);
+            let old = c.take_through(log_id.index);
             let beyond = c.last.map_or(true, |l| l.index <= log_id.index);
             if beyond {
                 c.last = Some(log_id);
