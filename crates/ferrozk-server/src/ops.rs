@@ -164,8 +164,8 @@ fn boxed<T: Encode + 'static>(t: T) -> ReadResult {
 
 fn get_data(core: &mut Core, ctx: &ReadCtx, path: &str, watch: bool) -> Result<(Buffer, Stat), ErrorCode> {
     let node = core.tree.node(path).ok_or(ErrorCode::NoNode)?;
-    acl::check(&node.acl, perms::READ, ctx.auth)?;
-    let res = (node.data.clone(), node.stat());
+    acl::check(node.acl(), perms::READ, ctx.auth)?;
+    let res = (node.data().map(<[u8]>::to_vec), node.stat());
     if watch {
         core.watches.add_data(path, ctx.conn);
     }
@@ -174,8 +174,8 @@ fn get_data(core: &mut Core, ctx: &ReadCtx, path: &str, watch: bool) -> Result<(
 
 fn get_children(core: &mut Core, ctx: &ReadCtx, path: &str, watch: bool) -> Result<(Vec<String>, Stat), ErrorCode> {
     let node = core.tree.node(path).ok_or(ErrorCode::NoNode)?;
-    acl::check(&node.acl, perms::READ, ctx.auth)?;
-    let res = (node.children.iter().map(|c| c.to_string()).collect(), node.stat());
+    acl::check(node.acl(), perms::READ, ctx.auth)?;
+    let res = (node.child_names(), node.stat());
     if watch {
         core.watches.add_child(path, ctx.conn);
     }
@@ -191,7 +191,7 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
                 return Err(ErrorCode::BadArguments);
             }
             if let Some(node) = core.tree.node(&r.path) {
-                acl::check(&node.acl, perms::READ, ctx.auth)?;
+                acl::check(node.acl(), perms::READ, ctx.auth)?;
             }
             if r.watch {
                 core.watches.add_data(&r.path, ctx.conn);
@@ -213,10 +213,10 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
         }
         Request::GetAcl(r) => {
             let node = core.tree.node(&r.path).ok_or(ErrorCode::NoNode)?;
-            acl::check(&node.acl, perms::READ | perms::ADMIN, ctx.auth)?;
-            let mut list = node.acl.as_ref().clone();
+            acl::check(node.acl(), perms::READ | perms::ADMIN, ctx.auth)?;
+            let mut list = node.acl().as_ref().clone();
             // Without ADMIN, digest hashes are masked (CVE-2023-44981's sibling fix in 3.9).
-            if acl::check(&node.acl, perms::ADMIN, ctx.auth).is_err() {
+            if acl::check(node.acl(), perms::ADMIN, ctx.auth).is_err() {
                 for a in &mut list {
                     if a.id.scheme == "digest" {
                         let user = a.id.id.split(':').next().unwrap_or("").to_string();
@@ -228,7 +228,7 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
         }
         Request::GetAllChildrenNumber(r) => {
             let node = core.tree.node(&r.path).ok_or(ErrorCode::NoNode)?;
-            acl::check(&node.acl, perms::READ, ctx.auth)?;
+            acl::check(node.acl(), perms::READ, ctx.auth)?;
             boxed(GetAllChildrenNumberResponse { total_number: core.tree.all_children_number(&r.path) as i32 })
         }
         Request::GetEphemerals(r) => {
@@ -319,7 +319,7 @@ fn set_watches(core: &mut Core, ctx: &ReadCtx, w: &SetWatches2, pre: &mut Vec<Ve
     for p in &w.data_watches {
         match core.tree.node(p) {
             None => pre.push(notification_frame(-1, event::NODE_DELETED, p)),
-            Some(n) if n.stat.mzxid > w.relative_zxid => pre.push(notification_frame(-1, event::NODE_DATA_CHANGED, p)),
+            Some(n) if n.stat().mzxid > w.relative_zxid => pre.push(notification_frame(-1, event::NODE_DATA_CHANGED, p)),
             Some(_) => core.watches.add_data(p, ctx.conn),
         }
     }
@@ -332,7 +332,7 @@ fn set_watches(core: &mut Core, ctx: &ReadCtx, w: &SetWatches2, pre: &mut Vec<Ve
     for p in &w.child_watches {
         match core.tree.node(p) {
             None => pre.push(notification_frame(-1, event::NODE_DELETED, p)),
-            Some(n) if n.stat.pzxid > w.relative_zxid => {
+            Some(n) if n.stat().pzxid > w.relative_zxid => {
                 pre.push(notification_frame(-1, event::NODE_CHILDREN_CHANGED, p))
             }
             Some(_) => core.watches.add_child(p, ctx.conn),

@@ -1420,7 +1420,7 @@ pub fn prepare_reconfig(shared: &Shared, auth: &[ferrozk_proto::Id], r: &ferrozk
     let (version, authorized) = {
         let core = shared.lock();
         let node = core.tree.node("/zookeeper/config").ok_or(ErrorCode::NoNode)?;
-        let authorized = ferrozk_tree::acl::check(&node.acl, ferrozk_proto::codes::perms::WRITE, auth).is_ok();
+        let authorized = ferrozk_tree::acl::check(node.acl(), ferrozk_proto::codes::perms::WRITE, auth).is_ok();
         (core.tree.config_version(), authorized)
     };
     if r.cur_config_id != -1 && r.cur_config_id != version {

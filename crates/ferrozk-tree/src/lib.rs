@@ -7,10 +7,12 @@ pub mod acl;
 pub mod path;
 pub mod quota;
 pub mod snapshot;
+pub mod store;
 pub mod tree;
 pub mod txn;
 pub mod watch;
 
-pub use tree::{Applied, Change, DataTree, Node, NodeKind, Outcome, Session, TreeConfig};
+pub use store::{Node, NodeRef};
+pub use tree::{Applied, Change, DataTree, NodeKind, Outcome, Session, StatPersisted, TreeConfig};
 pub use txn::{Txn, TxnOp};
 pub use watch::{ChangeKind, WatcherId, Watches};

@@ -4,13 +4,12 @@
 //! Framing, checksums and files are `ferrozk-storage`'s business.
 
 use std::io::{self, Read, Write};
-use std::sync::Arc;
 
 use ferrozk_proto::jute::{Decode, Encode, Reader};
 use ferrozk_proto::Acl;
 
 use crate::path;
-use crate::tree::{DataTree, Node, Session, StatPersisted, TreeConfig};
+use crate::tree::{DataTree, Session, StatPersisted, TreeConfig};
 
 const FORMAT: u32 = 1;
 
@@ -33,13 +32,21 @@ impl DataTree {
         put(&mut buf, &(self.node_count() as i64));
         w.write_all(&buf)?;
         buf.clear();
-        let mut stack = vec!["/".to_string()];
-        while let Some(p) = stack.pop() {
-            let node = self.node(&p).expect("children exist");
-            put(&mut buf, &p);
-            put(&mut buf, &node.data);
-            put(&mut buf, node.acl.as_ref());
-            let s = &node.stat;
+        let mut result = Ok(());
+        self.walk(|p, node| {
+            if result.is_err() {
+                return;
+            }
+            put_str(&mut buf, p);
+            match node.data() {
+                None => put(&mut buf, &-1i32),
+                Some(d) => {
+                    put(&mut buf, &(d.len() as i32));
+                    buf.extend_from_slice(d);
+                }
+            }
+            put(&mut buf, node.acl().as_ref());
+            let s = node.persisted();
             for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
                 put(&mut buf, &v);
             }
@@ -48,14 +55,12 @@ impl DataTree {
             }
             put(&mut buf, &s.ephemeral_owner);
             put(&mut buf, &s.pzxid);
-            for c in node.children.iter().rev() {
-                stack.push(path::join(&p, c));
-            }
             if buf.len() >= 1 << 16 {
-                w.write_all(&buf)?;
+                result = w.write_all(&buf);
                 buf.clear();
             }
-        }
+        });
+        result?;
         w.write_all(&buf)
     }
 
@@ -77,21 +82,27 @@ impl DataTree {
             tree.insert_session(id, Session { timeout, passwd });
         }
         let count = src.i64()?;
-        // Room for every node at once: growing the map 20 times over moves every entry again.
+        // Room for every node at once: growing the arena and index 20 times over moves every
+        // entry again.
         tree.reserve_nodes(count.clamp(0, 1 << 26) as usize);
-        // Reused across nodes: the path is copied once, into the map's key; a node's ACL is
+        // Reused across nodes: path and data are copied once, into the node; a node's ACL is
         // nearly always its predecessor's, recognised by its bytes without decoding it.
         let mut p = String::new();
-        let mut last_acl: Option<(Vec<u8>, Arc<Vec<Acl>>)> = None;
+        let mut data = Vec::new();
+        let mut last_acl: Option<(Vec<u8>, u32)> = None;
+        // Nodes come in pre-order: a node's parent is on the stack of the previous node's
+        // ancestors (their path lengths in `above`'s path), found without a lookup.
+        let mut above = String::new();
+        let mut ancestors: Vec<(usize, u32)> = Vec::new();
         for i in 0..count.max(0) as u64 {
             src.string_into(&mut p)?;
-            let data: Option<Vec<u8>> = src.record()?;
+            let has_data = src.buffer_into(&mut data)?;
             let acl = match &last_acl {
-                Some((bytes, acl)) if src.skip_if_next(bytes)? => acl.clone(),
+                Some((bytes, acl)) if src.skip_if_next(bytes)? => *acl,
                 _ => {
                     let (acl, bytes) = src.record_and_bytes::<Vec<Acl>>()?;
                     let acl = tree.intern(acl);
-                    last_acl = Some((bytes, acl.clone()));
+                    last_acl = Some((bytes, acl));
                     acl
                 }
             };
@@ -106,7 +117,32 @@ impl DataTree {
                 ephemeral_owner: src.i64()?,
                 pzxid: src.i64()?,
             };
-            tree.insert_loaded(&p, data, acl, stat)?;
+            let parent = if p == "/" {
+                crate::store::ROOT
+            } else {
+                let (parent, name) = path::split(&p).ok_or_else(|| format!("bad path {p:?} in snapshot"))?;
+                let parent = path::parent_key(parent);
+                while ancestors.last().is_some_and(|&(len, _)| &above[..len] != parent) {
+                    ancestors.pop();
+                }
+                let id = match ancestors.last() {
+                    Some(&(_, id)) => id,
+                    None => {
+                        let id = tree.find_id(parent).ok_or_else(|| format!("{p} comes before its parent in the snapshot"))?;
+                        ancestors.push((parent.len(), id));
+                        id
+                    }
+                };
+                if name.is_empty() || tree.child_id(id, name).is_some() {
+                    return Err(format!("bad or repeated path {p:?} in snapshot"));
+                }
+                id
+            };
+            let data = has_data.then_some(&data[..]);
+            let id = tree.load_node(parent, &p, &stat, data, acl);
+            above.clear();
+            above.push_str(&p);
+            ancestors.push((p.len(), id));
             if i % 250_000 == 0 && i > 0 {
                 progress(i, count as u64);
             }
@@ -201,6 +237,22 @@ impl Source<'_> {
         Ok((v, self.buf[start - self.dropped..self.pos].to_vec()))
     }
 
+    /// Decodes a jute buffer into `out`, reusing its allocation; false for a null buffer.
+    fn buffer_into(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+        let len: i32 = self.record()?;
+        out.clear();
+        if len < 0 {
+            return Ok(false);
+        }
+        let len = len as usize;
+        if !self.fill(len)? {
+            return Err("snapshot ends in the middle of a record".into());
+        }
+        out.extend_from_slice(&self.buf[self.pos..self.pos + len]);
+        self.pos += len;
+        Ok(true)
+    }
+
     fn i32(&mut self) -> Result<i32, String> {
         self.record()
     }
@@ -213,20 +265,18 @@ impl Source<'_> {
 impl DataTree {
     fn empty(config: TreeConfig) -> DataTree {
         let mut t = DataTree::new(config);
-        t.clear_nodes();
+        t.clear();
         t
     }
+}
 
-    fn insert_loaded(&mut self, p: &str, data: Option<Vec<u8>>, acl: Arc<Vec<Acl>>, stat: StatPersisted) -> Result<(), String> {
-        let node = Node { data, acl, stat, children: Default::default() };
-        if p != "/" {
-            let (parent, child) = path::split(p).ok_or_else(|| format!("bad path {p:?} in snapshot"))?;
-            let parent = path::parent_key(parent);
-            self.add_child(parent, child).ok_or_else(|| format!("{p} comes before its parent in the snapshot"))?;
-        }
-        self.load_node(p, node);
-        Ok(())
-    }
+/// A jute string from a &str, as `String`'s encoding writes it.
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    ferrozk_proto::jute::write_java_utf8(s, buf);
+    let n = (buf.len() - at - 4) as i32;
+    buf[at..at + 4].copy_from_slice(&n.to_be_bytes());
 }
 
 #[cfg(test)]

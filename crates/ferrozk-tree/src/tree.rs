@@ -9,6 +9,7 @@ use ferrozk_proto::{Acl, CreateMode, ErrorCode, Id, OpResult, Stat};
 use crate::acl;
 use crate::path;
 use crate::quota::{self, StatsTrack};
+use crate::store::{Node, NodeRef, Store, ROOT};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::ChangeKind;
 
@@ -40,47 +41,9 @@ pub struct StatPersisted {
     pub pzxid: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub data: Option<Vec<u8>>,
-    pub acl: Arc<Vec<Acl>>,
-    pub stat: StatPersisted,
-    /// Child names. `Box<str>`: a third smaller than `String` in every B-tree slot.
-    pub children: BTreeSet<Box<str>>,
-}
-
-impl Node {
-    fn new(data: Option<Vec<u8>>, acl: Arc<Vec<Acl>>, stat: StatPersisted) -> Node {
-        Node { data, acl, stat, children: BTreeSet::new() }
-    }
-
-    pub fn stat(&self) -> Stat {
-        let s = &self.stat;
-        Stat {
-            czxid: s.czxid,
-            mzxid: s.mzxid,
-            ctime: s.ctime,
-            mtime: s.mtime,
-            version: s.version,
-            // The stored cversion counts creates (it names sequential children); clients see
-            // creates plus deletes, which is 2 * creates - children (`DataNode.copyStat`).
-            cversion: s.cversion.wrapping_mul(2).wrapping_sub(self.children.len() as i32),
-            aversion: s.aversion,
-            ephemeral_owner: client_visible_owner(s.ephemeral_owner),
-            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
-            num_children: self.children.len() as i32,
-            pzxid: s.pzxid,
-        }
-    }
-
-    pub fn data_len(&self) -> i64 {
-        self.data.as_ref().map_or(0, |d| d.len() as i64)
-    }
-}
-
 /// Clients see the owner of ephemerals only; containers and TTL nodes show 0
 /// (`DataNode.getClientEphemeralOwner`).
-fn client_visible_owner(owner: i64) -> i64 {
+pub(crate) fn client_visible_owner(owner: i64) -> i64 {
     if owner == CONTAINER_OWNER || owner & EXTENDED_MASK == EXTENDED_MASK {
         0
     } else {
@@ -141,15 +104,12 @@ pub struct Applied {
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub struct DataTree {
-    /// Nodes are boxed: the map's slots stay small (a 24-byte slot instead of 152 at a load
-    /// factor that can be under a half), which was most of a znode's memory.
-    nodes: FastMap<Box<str>, Box<Node>>,
+    store: Store,
     sessions: BTreeMap<i64, Session>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     quota_roots: BTreeSet<String>,
-    acl_cache: FastMap<Vec<Acl>, Arc<Vec<Acl>>>,
     last_zxid: i64,
     config: TreeConfig,
     /// Inside a multi: the state of every node before the multi first touched it.
@@ -165,38 +125,33 @@ struct Ctx<'a> {
 
 type OpOutcome = Result<Outcome, ErrorCode>;
 
+/// The root as a new tree has it (and as a snapshot overwrites it).
+fn empty_root() -> Node {
+    Node { data: Some(Vec::new()), acl: 0, stat: StatPersisted::default() }
+}
+
 impl DataTree {
     pub fn new(config: TreeConfig) -> DataTree {
-        let mut t = DataTree {
-            nodes: FastMap::default(),
+        let mut store = Store::new(&empty_root());
+        let open = store.intern_acl(acl::open_acl());
+        debug_assert_eq!(open, empty_root().acl);
+        let empty = |acl, stat| Node { data: Some(Vec::new()), acl, stat };
+        let proc = store.insert(ROOT, "zookeeper", &empty(open, StatPersisted::default()));
+        store.insert(proc, "quota", &empty(open, StatPersisted::default()));
+        // ZooKeeper sets the config node's ACL with version -1, which leaves aversion at -1.
+        let read = store.intern_acl(acl::read_acl());
+        store.insert(proc, "config", &empty(read, StatPersisted { aversion: -1, ..Default::default() }));
+        DataTree {
+            store,
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             quota_roots: BTreeSet::new(),
-            acl_cache: FastMap::default(),
             last_zxid: 0,
             config,
             undo: None,
-        };
-        let open = t.intern_acl(acl::open_acl());
-        let empty = || Some(Vec::new());
-        let mut root = Node::new(empty(), open.clone(), StatPersisted::default());
-        root.children.insert("zookeeper".into());
-        let mut proc = Node::new(empty(), open.clone(), StatPersisted::default());
-        proc.children.insert("quota".into());
-        proc.children.insert("config".into());
-        // ZooKeeper sets the config node's ACL with version -1, which leaves aversion at -1.
-        let config_node = Node::new(
-            empty(),
-            t.intern_acl(acl::read_acl()),
-            StatPersisted { aversion: -1, ..Default::default() },
-        );
-        t.nodes.insert("/".into(), Box::new(root));
-        t.nodes.insert("/zookeeper".into(), Box::new(proc));
-        t.nodes.insert(quota::QUOTA_ROOT.into(), Box::new(Node::new(empty(), open, StatPersisted::default())));
-        t.nodes.insert("/zookeeper/config".into(), Box::new(config_node));
-        t
+        }
     }
 
     pub fn config(&self) -> &TreeConfig {
@@ -210,12 +165,12 @@ impl DataTree {
     /// The version of the ensemble's configuration (`version=` in `/zookeeper/config`; 0
     /// before any).
     pub fn config_version(&self) -> i64 {
-        let data = self.nodes.get("/zookeeper/config").and_then(|n| n.data.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&data)
+        let data = self.node("/zookeeper/config").and_then(|n| n.data()).unwrap_or_default();
+        String::from_utf8_lossy(data)
             .lines()
             .filter_map(|l| l.strip_prefix("version="))
             .filter_map(|v| i64::from_str_radix(v.trim(), 16).ok())
-            .last()
+            .next_back()
             .unwrap_or(0)
     }
 
@@ -226,12 +181,17 @@ impl DataTree {
     }
 
     /// The node at `path`; "" names the root too, as in ZooKeeper.
-    pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(if path.is_empty() { "/" } else { path }).map(|n| &**n)
+    pub fn node(&self, path: &str) -> Option<NodeRef<'_>> {
+        self.store.find(path).map(|id| self.store.get(id))
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.store.live()
+    }
+
+    /// Visits every node with its path, parents before their children.
+    pub fn walk(&self, visit: impl FnMut(&str, NodeRef<'_>)) {
+        self.store.walk(ROOT, "/", visit)
     }
 
     pub fn sessions(&self) -> &BTreeMap<i64, Session> {
@@ -257,29 +217,34 @@ impl DataTree {
 
     /// Bytes of paths and data (`approximateDataSize`).
     pub fn approximate_data_size(&self) -> u64 {
-        self.nodes.iter().map(|(p, n)| p.len() as u64 + n.data_len() as u64).sum()
+        let mut total = 0;
+        self.walk(|p, n| total += p.len() as u64 + n.data_len() as u64);
+        total
     }
 
     /// A digest of the whole replicated state (every node's path, data, ACL and Stat, and the
-    /// sessions), independent of map order: equal trees give equal digests on every server.
+    /// sessions), independent of the order nodes are kept in: equal trees give equal digests
+    /// on every server. Nodes' hashes are summed, so no sort of a million paths is needed.
     pub fn digest(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
         fn fnv(h: &mut u64, bytes: &[u8]) {
             for b in bytes {
                 *h ^= *b as u64;
                 *h = h.wrapping_mul(0x100_0000_01b3);
             }
         }
-        let mut paths: Vec<&Box<str>> = self.nodes.keys().collect();
-        paths.sort();
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for p in paths {
-            let n = &self.nodes[&**p];
+        let mut sum = 0u64;
+        self.walk(|p, n| {
+            let mut h = OFFSET;
             fnv(&mut h, p.as_bytes());
-            fnv(&mut h, &[n.data.is_some() as u8]);
-            fnv(&mut h, n.data.as_deref().unwrap_or_default());
-            fnv(&mut h, &ferrozk_proto::jute::to_bytes(n.acl.as_ref()));
+            fnv(&mut h, &[n.data().is_some() as u8]);
+            fnv(&mut h, n.data().unwrap_or_default());
+            fnv(&mut h, &ferrozk_proto::jute::to_bytes(n.acl().as_ref()));
             fnv(&mut h, &ferrozk_proto::jute::to_bytes(&n.stat()));
-        }
+            sum = sum.wrapping_add(h);
+        });
+        let mut h = OFFSET;
+        fnv(&mut h, &sum.to_be_bytes());
         for (id, s) in &self.sessions {
             fnv(&mut h, &id.to_be_bytes());
             fnv(&mut h, &s.timeout.to_be_bytes());
@@ -292,19 +257,12 @@ impl DataTree {
     /// under "" (its alias of the root), the root included, so "" gives one more than "/".
     pub fn all_children_number(&self, path: &str) -> usize {
         if path.is_empty() {
-            return self.nodes.len();
+            return self.store.live();
         }
-        let mut stack = vec![path.to_string()];
+        let Some(id) = self.store.find(path) else { return 0 };
         let mut n = 0;
-        while let Some(p) = stack.pop() {
-            if let Some(node) = self.nodes.get(&*p) {
-                for c in &node.children {
-                    n += 1;
-                    stack.push(path::join(&p, c));
-                }
-            }
-        }
-        n
+        self.store.walk(id, path, |_, _| n += 1);
+        n - 1
     }
 
     pub fn kind(&self, owner: i64) -> NodeKind {
@@ -323,16 +281,17 @@ impl DataTree {
     pub fn reap_candidates(&self, now: i64) -> Vec<String> {
         let mut out = Vec::new();
         for p in &self.containers {
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                if n.children.is_empty() && n.stat.cversion > 0 {
+            if let Some(n) = self.node(p) {
+                if n.num_children() == 0 && n.persisted().cversion > 0 {
                     out.push(p.clone());
                 }
             }
         }
         for p in &self.ttls {
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                if let NodeKind::Ttl(ttl) = self.kind(n.stat.ephemeral_owner) {
-                    if n.children.is_empty() && ttl != 0 && now - n.stat.mtime > ttl {
+            if let Some(n) = self.node(p) {
+                let st = n.persisted();
+                if let NodeKind::Ttl(ttl) = self.kind(st.ephemeral_owner) {
+                    if n.num_children() == 0 && ttl != 0 && now - st.mtime > ttl {
                         out.push(p.clone());
                     }
                 }
@@ -341,12 +300,17 @@ impl DataTree {
         out
     }
 
-    pub(crate) fn intern(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
-        self.intern_acl(acl)
+    pub(crate) fn intern(&mut self, acl: Vec<Acl>) -> u32 {
+        self.store.intern_acl(acl)
     }
 
-    pub(crate) fn clear_nodes(&mut self) {
-        self.nodes.clear();
+    /// Drops every node and session, for a snapshot to fill the tree.
+    pub(crate) fn clear(&mut self) {
+        self.store.clear(&empty_root());
+        self.sessions.clear();
+        self.ephemerals.clear();
+        self.containers.clear();
+        self.ttls.clear();
         self.quota_roots.clear();
     }
 
@@ -355,17 +319,29 @@ impl DataTree {
     }
 
     pub(crate) fn reserve_nodes(&mut self, n: usize) {
-        self.nodes.reserve(n);
+        self.store.reserve(n);
     }
 
-    pub(crate) fn add_child(&mut self, parent: &str, child: &str) -> Option<()> {
-        self.nodes.get_mut(parent)?.children.insert(child.into());
-        Some(())
+    /// Puts a node read from a snapshot under `parent` (the root when `p` is "/"), with its
+    /// indexes.
+    pub(crate) fn load_node(&mut self, parent: u32, p: &str, stat: &StatPersisted, data: Option<&[u8]>, acl: u32) -> u32 {
+        let id = if p == "/" {
+            self.store.set_parts(ROOT, stat, data, acl);
+            ROOT
+        } else {
+            let (_, name) = path::split(p).expect("a path read from a snapshot has a /");
+            self.store.insert_parts(parent, name, stat, data, acl)
+        };
+        self.track(p, stat.ephemeral_owner, true);
+        id
     }
 
-    /// Puts a node read from a snapshot in place, with its indexes.
-    pub(crate) fn load_node(&mut self, p: &str, node: Node) {
-        self.put_node(p, Some(node));
+    pub(crate) fn child_id(&self, parent: u32, name: &str) -> Option<u32> {
+        self.store.child(parent, name)
+    }
+
+    pub(crate) fn find_id(&self, p: &str) -> Option<u32> {
+        self.store.find(p)
     }
 
     /// After a snapshot is read: quota usage is recomputed from the tree, as ZooKeeper does.
@@ -375,15 +351,6 @@ impl DataTree {
         for r in roots {
             self.recount_quota(&r);
         }
-    }
-
-    fn intern_acl(&mut self, acl: Vec<Acl>) -> Arc<Vec<Acl>> {
-        if let Some(a) = self.acl_cache.get(&acl) {
-            return a.clone();
-        }
-        let a = Arc::new(acl.clone());
-        self.acl_cache.insert(acl, a.clone());
-        a
     }
 
     /// Applies one log entry at `zxid`. Deterministic: the same entries in the same order give
@@ -436,9 +403,7 @@ impl DataTree {
         match failed {
             None => Outcome::Multi(results),
             Some((at, err)) => {
-                for (p, prev) in undo.into_iter().rev() {
-                    self.put_node(&p, prev);
-                }
+                self.roll_back(undo);
                 changes.truncate(mark);
                 Outcome::Multi(
                     (0..ops.len())
@@ -455,6 +420,38 @@ impl DataTree {
         }
     }
 
+    /// Puts every node a failed multi touched back as it was: state restored in place, nodes
+    /// it created removed (deepest first), nodes it deleted linked in again (parents first).
+    fn roll_back(&mut self, undo: Vec<(String, Option<Node>)>) {
+        let depth = |p: &str| p.bytes().filter(|&b| b == b'/').count();
+        let mut created = Vec::new();
+        let mut deleted = Vec::new();
+        for (p, before) in undo {
+            match (before, self.store.find(&p)) {
+                (Some(before), Some(id)) => {
+                    self.track(&p, self.store.get(id).persisted().ephemeral_owner, false);
+                    self.store.set(id, &before);
+                    self.track(&p, before.stat.ephemeral_owner, true);
+                }
+                (Some(before), None) => deleted.push((p, before)),
+                (None, Some(id)) => created.push((p, id)),
+                (None, None) => {}
+            }
+        }
+        created.sort_by_key(|(p, _)| std::cmp::Reverse(depth(p)));
+        for (p, id) in created {
+            let gone = self.store.remove(id);
+            self.track(&p, gone.stat.ephemeral_owner, false);
+        }
+        deleted.sort_by_key(|(p, _)| depth(p));
+        for (p, before) in deleted {
+            let (parent, name) = path::split(&p).expect("a node's path");
+            let parent = self.store.find(path::parent_key(parent)).expect("parents are restored first");
+            self.store.insert(parent, name, &before);
+            self.track(&p, before.stat.ephemeral_owner, true);
+        }
+    }
+
     fn apply_op(&mut self, ctx: &Ctx, o: &TxnOp, changes: &mut Vec<Change>) -> OpOutcome {
         match o {
             TxnOp::Create { opcode, path, data, acl, flags, ttl } => {
@@ -468,23 +465,21 @@ impl DataTree {
             TxnOp::SetConfig { servers } => {
                 let p = "/zookeeper/config";
                 let data = format!("{servers}version={:x}", ctx.zxid).into_bytes();
+                let id = self.store.find(p).ok_or(ErrorCode::NoNode)?;
                 self.save(p);
-                let node = self.nodes.get_mut(p).ok_or(ErrorCode::NoNode)?;
-                node.data = Some(data.clone());
-                node.stat.mtime = ctx.time;
-                node.stat.mzxid = ctx.zxid;
-                node.stat.version += 1;
-                let stat = node.stat();
-                changes.push(Change { path: p.to_string(), kind: ChangeKind::DataChanged, acl: node.acl.clone() });
-                Ok(Outcome::Config { data, stat })
+                let node = self.store.get(id);
+                let (mut st, acl) = (node.persisted(), node.acl_id());
+                st.mtime = ctx.time;
+                st.mzxid = ctx.zxid;
+                st.version += 1;
+                self.store.set_parts(id, &st, Some(&data), acl);
+                let node = self.store.get(id);
+                changes.push(Change { path: p.to_string(), kind: ChangeKind::DataChanged, acl: node.acl().clone() });
+                Ok(Outcome::Config { data, stat: node.stat() })
             }
             TxnOp::Error(code) => Err(*code),
             TxnOp::CreateSession { .. } | TxnOp::CloseSession | TxnOp::Multi(_) => Err(ErrorCode::Unimplemented),
         }
-    }
-
-    fn node_acl(&self, path: &str) -> Result<Arc<Vec<Acl>>, ErrorCode> {
-        self.nodes.get(path).map(|n| n.acl.clone()).ok_or(ErrorCode::NoNode)
     }
 
     fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -529,21 +524,23 @@ impl DataTree {
         let (parent, _) = path::split(req_path).ok_or(ErrorCode::BadArguments)?;
         let parent = path::parent_key(parent).to_string();
         let acl_list = acl::fixup_acl(ctx.auth, acl_in, self.config.x509_enabled)?;
-        let parent_node = self.nodes.get(&*parent).ok_or(ErrorCode::NoNode)?;
-        acl::check(&parent_node.acl, perms::CREATE, ctx.auth)?;
-        let parent_cversion = parent_node.stat.cversion;
+        let parent_id = self.store.find(&parent).ok_or(ErrorCode::NoNode)?;
+        let parent_node = self.store.get(parent_id);
+        acl::check(parent_node.acl(), perms::CREATE, ctx.auth)?;
+        let parent_stat = parent_node.persisted();
         let full = if mode.is_sequential() {
-            format!("{req_path}{}", format_sequence(parent_cversion))
+            format!("{req_path}{}", format_sequence(parent_stat.cversion))
         } else {
             req_path.to_string()
         };
         if !path::is_valid(&full) {
             return Err(ErrorCode::BadArguments);
         }
-        if self.nodes.contains_key(&*full) {
+        let (_, child) = path::split(&full).expect("validated");
+        if self.store.child(parent_id, child).is_some() {
             return Err(ErrorCode::NodeExists);
         }
-        if let NodeKind::Ephemeral(_) = self.kind(parent_node.stat.ephemeral_owner) {
+        if let NodeKind::Ephemeral(_) = self.kind(parent_stat.ephemeral_owner) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         self.check_quota(&full, None, data.as_ref().map_or(0, |d| d.len() as i64), 1)?;
@@ -553,7 +550,7 @@ impl DataTree {
             _ if mode.is_ephemeral() => ctx.session,
             _ => 0,
         };
-        let acl = self.intern_acl(acl_list);
+        let acl = self.store.intern_acl(acl_list);
         let stat = StatPersisted {
             czxid: ctx.zxid,
             mzxid: ctx.zxid,
@@ -565,21 +562,13 @@ impl DataTree {
             ephemeral_owner: owner,
             pzxid: ctx.zxid,
         };
-        let node = Node::new(data.clone(), acl.clone(), stat);
-        let out_stat = node.stat();
-        let (_, child) = path::split(&full).expect("validated");
-        let child = child.to_string();
         self.save(&parent);
-        let parent_acl = {
-            let p = self.nodes.get_mut(&*parent).expect("checked");
-            p.children.insert(child.as_str().into());
-            let new_cversion = parent_cversion.wrapping_add(1);
-            p.stat.cversion = new_cversion;
-            p.stat.pzxid = ctx.zxid;
-            p.acl.clone()
-        };
+        self.store.set_child_counters(parent_id, parent_stat.cversion.wrapping_add(1), ctx.zxid);
         self.save(&full);
-        self.put_node(&full, Some(node));
+        let id = self.store.insert_parts(parent_id, child, &stat, data.as_deref(), acl);
+        self.track(&full, owner, true);
+        let out_stat = self.store.get(id).stat();
+        let child = child.to_string();
         if parent.starts_with(quota::QUOTA_ROOT) {
             let real = &parent[quota::QUOTA_ROOT.len()..];
             if child == quota::LIMIT_NODE {
@@ -592,7 +581,8 @@ impl DataTree {
         if let Some(prefix) = self.max_quota_prefix(&full) {
             self.update_quota_stat(&prefix, data.as_ref().map_or(0, |d| d.len() as i64), 1);
         }
-        changes.push(Change { path: full.clone(), kind: ChangeKind::Created, acl });
+        let parent_acl = self.store.get(parent_id).acl().clone();
+        changes.push(Change { path: full.clone(), kind: ChangeKind::Created, acl: self.store.acl(acl).clone() });
         changes.push(Change { path: parent, kind: ChangeKind::ChildrenChanged, acl: parent_acl });
         Ok(Outcome::Created { path: full, stat: out_stat })
     }
@@ -602,11 +592,11 @@ impl DataTree {
         if p.contains('\0') || is_special_path(p) {
             return Err(ErrorCode::BadArguments);
         }
-        let parent_acl = self.node_acl(path::parent_key(parent))?;
-        acl::check(&parent_acl, perms::DELETE, ctx.auth)?;
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        Self::check_version(node.stat.version, version)?;
-        if !node.children.is_empty() {
+        let parent = self.node(path::parent_key(parent)).ok_or(ErrorCode::NoNode)?;
+        acl::check(parent.acl(), perms::DELETE, ctx.auth)?;
+        let node = self.node(p).ok_or(ErrorCode::NoNode)?;
+        Self::check_version(node.persisted().version, version)?;
+        if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
         self.delete_node(ctx, p, changes)?;
@@ -617,11 +607,11 @@ impl DataTree {
         if p.contains('\0') || is_special_path(p) || path::split(p).is_none() {
             return Err(ErrorCode::BadArguments);
         }
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        if !node.children.is_empty() {
+        let node = self.node(p).ok_or(ErrorCode::NoNode)?;
+        if node.num_children() > 0 {
             return Err(ErrorCode::NotEmpty);
         }
-        if !matches!(self.kind(node.stat.ephemeral_owner), NodeKind::Container | NodeKind::Ttl(_)) {
+        if !matches!(self.kind(node.persisted().ephemeral_owner), NodeKind::Container | NodeKind::Ttl(_)) {
             return Err(ErrorCode::BadVersion);
         }
         self.delete_node(ctx, p, changes)?;
@@ -633,27 +623,22 @@ impl DataTree {
     fn delete_node(&mut self, ctx: &Ctx, p: &str, changes: &mut Vec<Change>) -> Result<(), ErrorCode> {
         let (parent, child) = path::split(p).ok_or(ErrorCode::NoNode)?;
         let parent = path::parent_key(parent).to_string();
-        if !self.nodes.contains_key(&*parent) || !self.nodes.contains_key(p) {
-            return Err(ErrorCode::NoNode);
-        }
+        let parent_id = self.store.find(&parent).ok_or(ErrorCode::NoNode)?;
+        let id = self.store.child(parent_id, child).ok_or(ErrorCode::NoNode)?;
         self.save(&parent);
-        let parent_acl = {
-            let pn = self.nodes.get_mut(&*parent).expect("checked");
-            pn.children.remove(child);
-            if ctx.zxid > pn.stat.pzxid {
-                pn.stat.pzxid = ctx.zxid;
-            }
-            pn.acl.clone()
-        };
+        let parent_stat = self.store.get(parent_id).persisted();
+        self.store.set_child_counters(parent_id, parent_stat.cversion, parent_stat.pzxid.max(ctx.zxid));
         self.save(p);
-        let node = self.put_node(p, None).expect("checked");
+        let node = self.store.remove(id);
+        self.track(p, node.stat.ephemeral_owner, false);
         if parent.starts_with("/zookeeper") && child == quota::LIMIT_NODE && parent.starts_with(quota::QUOTA_ROOT) {
             self.quota_roots.remove(&parent[quota::QUOTA_ROOT.len()..]);
         }
         if let Some(prefix) = self.max_quota_prefix(p) {
-            self.update_quota_stat(&prefix, -node.data_len(), -1);
+            self.update_quota_stat(&prefix, -node.data.as_ref().map_or(0, |d| d.len() as i64), -1);
         }
-        changes.push(Change { path: p.to_string(), kind: ChangeKind::Deleted, acl: node.acl.clone() });
+        let parent_acl = self.store.get(parent_id).acl().clone();
+        changes.push(Change { path: p.to_string(), kind: ChangeKind::Deleted, acl: self.store.acl(node.acl).clone() });
         changes.push(Change { path: parent, kind: ChangeKind::ChildrenChanged, acl: parent_acl });
         Ok(())
     }
@@ -662,21 +647,22 @@ impl DataTree {
         if !path::is_valid(p) {
             return Err(ErrorCode::BadArguments);
         }
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+        let id = self.store.find(p).ok_or(ErrorCode::NoNode)?;
+        let node = self.store.get(id);
+        acl::check(node.acl(), perms::WRITE, ctx.auth)?;
         let old_len = node.data_len();
         let new_len = data.as_ref().map_or(0, |d| d.len() as i64);
         self.check_quota(p, Some(old_len), new_len, 0)?;
-        let node = self.nodes.get(p).expect("checked");
-        let new_version = Self::check_version(node.stat.version, version)?;
+        let node = self.store.get(id);
+        let (mut st, acl) = (node.persisted(), node.acl_id());
+        st.version = Self::check_version(st.version, version)?;
+        st.mtime = ctx.time;
+        st.mzxid = ctx.zxid;
         self.save(p);
-        let node = self.nodes.get_mut(p).expect("checked");
-        node.data = data.clone();
-        node.stat.mtime = ctx.time;
-        node.stat.mzxid = ctx.zxid;
-        node.stat.version = new_version;
+        self.store.set_parts(id, &st, data.as_deref(), acl);
+        let node = self.store.get(id);
         let stat = node.stat();
-        let acl = node.acl.clone();
+        let acl = node.acl().clone();
         if let Some(prefix) = self.max_quota_prefix(p) {
             self.update_quota_stat(&prefix, new_len - old_len, 0);
         }
@@ -689,24 +675,24 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let acl_list = acl::fixup_acl(ctx.auth, acl_in, self.config.x509_enabled)?;
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        acl::check(&node.acl, perms::ADMIN, ctx.auth)?;
-        let new_version = Self::check_version(node.stat.aversion, version)?;
-        let acl = self.intern_acl(acl_list);
+        let id = self.store.find(p).ok_or(ErrorCode::NoNode)?;
+        let node = self.store.get(id);
+        acl::check(node.acl(), perms::ADMIN, ctx.auth)?;
+        let mut st = node.persisted();
+        st.aversion = Self::check_version(st.aversion, version)?;
+        let acl = self.store.intern_acl(acl_list);
         self.save(p);
-        let node = self.nodes.get_mut(p).expect("checked");
-        node.stat.aversion = new_version;
-        node.acl = acl;
-        Ok(Outcome::AclSet(node.stat()))
+        self.store.set_meta(id, &st, acl);
+        Ok(Outcome::AclSet(self.store.get(id).stat()))
     }
 
     fn check(&mut self, ctx: &Ctx, p: &str, version: i32) -> OpOutcome {
         if !path::is_valid(p) {
             return Err(ErrorCode::BadArguments);
         }
-        let node = self.nodes.get(p).ok_or(ErrorCode::NoNode)?;
-        acl::check(&node.acl, perms::READ, ctx.auth)?;
-        Self::check_version(node.stat.version, version)?;
+        let node = self.node(p).ok_or(ErrorCode::NoNode)?;
+        acl::check(node.acl(), perms::READ, ctx.auth)?;
+        Self::check_version(node.persisted().version, version)?;
         Ok(Outcome::Checked(node.stat()))
     }
 
@@ -714,74 +700,47 @@ impl DataTree {
     fn save(&mut self, p: &str) {
         if let Some(undo) = &mut self.undo {
             if !undo.iter().any(|(q, _)| q == p) {
-                undo.push((p.to_string(), self.nodes.get(p).map(|n| Node::clone(n))));
+                undo.push((p.to_string(), self.store.find(p).map(|id| self.store.get(id).to_node())));
             }
         }
     }
 
-    /// The one place nodes enter or leave the map, keeping the ephemeral, container and TTL
-    /// indexes in step. Returns the node that was there.
-    fn put_node(&mut self, p: &str, node: Option<Node>) -> Option<Node> {
-        let old = match node {
-            Some(n) => {
-                let owner = n.stat.ephemeral_owner;
-                let old = self.nodes.insert(p.into(), Box::new(n)).map(|b| *b);
-                if let Some(o) = &old {
-                    self.unindex(p, o.stat.ephemeral_owner);
-                }
-                self.index(p, owner);
-                old
-            }
-            None => {
-                let old = self.nodes.remove(p).map(|b| *b);
-                if let Some(o) = &old {
-                    self.unindex(p, o.stat.ephemeral_owner);
-                }
-                old
-            }
-        };
-        if p.starts_with(quota::QUOTA_ROOT) && p.ends_with(quota::LIMIT_NODE) {
-            let real = &p[quota::QUOTA_ROOT.len()..p.len() - quota::LIMIT_NODE.len() - 1];
-            if self.nodes.contains_key(p) {
-                self.quota_roots.insert(real.to_string());
-            } else {
-                self.quota_roots.remove(real);
-            }
-        }
-        old
-    }
-
-    fn index(&mut self, p: &str, owner: i64) {
+    /// Keeps the ephemeral, container, TTL and quota indexes in step with a node at `p` with
+    /// this owner appearing (`present`) or going.
+    fn track(&mut self, p: &str, owner: i64, present: bool) {
         match self.kind(owner) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
-                self.containers.insert(p.to_string());
+                if present {
+                    self.containers.insert(p.to_string());
+                } else {
+                    self.containers.remove(p);
+                }
             }
             NodeKind::Ttl(_) => {
-                self.ttls.insert(p.to_string());
+                if present {
+                    self.ttls.insert(p.to_string());
+                } else {
+                    self.ttls.remove(p);
+                }
             }
             NodeKind::Ephemeral(s) => {
-                self.ephemerals.entry(s).or_default().insert(p.to_string());
-            }
-        }
-    }
-
-    fn unindex(&mut self, p: &str, owner: i64) {
-        match self.kind(owner) {
-            NodeKind::Persistent => {}
-            NodeKind::Container => {
-                self.containers.remove(p);
-            }
-            NodeKind::Ttl(_) => {
-                self.ttls.remove(p);
-            }
-            NodeKind::Ephemeral(s) => {
-                if let Some(set) = self.ephemerals.get_mut(&s) {
+                if present {
+                    self.ephemerals.entry(s).or_default().insert(p.to_string());
+                } else if let Some(set) = self.ephemerals.get_mut(&s) {
                     set.remove(p);
                     if set.is_empty() {
                         self.ephemerals.remove(&s);
                     }
                 }
+            }
+        }
+        if p.starts_with(quota::QUOTA_ROOT) && p.ends_with(quota::LIMIT_NODE) && p.len() > quota::QUOTA_ROOT.len() + quota::LIMIT_NODE.len() {
+            let real = &p[quota::QUOTA_ROOT.len()..p.len() - quota::LIMIT_NODE.len() - 1];
+            if present {
+                self.quota_roots.insert(real.to_string());
+            } else {
+                self.quota_roots.remove(real);
             }
         }
     }
@@ -803,36 +762,40 @@ impl DataTree {
         }
     }
 
-    fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
+    /// Rewrites the usage in a quota's stat node; `save`d first when `undoable`.
+    fn write_quota_stat(&mut self, prefix: &str, undoable: bool, usage: impl FnOnce(&mut StatsTrack)) {
         let sp = quota::stat_path(prefix);
-        if !self.nodes.contains_key(&*sp) {
-            return;
+        let Some(id) = self.store.find(&sp) else { return };
+        if undoable {
+            self.save(&sp);
         }
-        self.save(&sp);
-        let n = self.nodes.get_mut(&*sp).expect("checked");
-        let mut st = StatsTrack::parse(n.data.as_deref());
-        st.set("count", st.count() + count_diff);
-        st.set("bytes", st.bytes() + bytes_diff);
-        n.data = Some(st.to_text().into_bytes());
+        let node = self.store.get(id);
+        let mut st = StatsTrack::parse(node.data());
+        usage(&mut st);
+        let (stat, acl) = (node.persisted(), node.acl_id());
+        self.store.set_parts(id, &stat, Some(st.to_text().as_bytes()), acl);
+    }
+
+    fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
+        self.write_quota_stat(prefix, true, |st| {
+            st.set("count", st.count() + count_diff);
+            st.set("bytes", st.bytes() + bytes_diff);
+        });
     }
 
     fn recount_quota(&mut self, real: &str) {
         let (mut count, mut bytes) = (0i64, 0i64);
-        let mut stack = vec![real.to_string()];
-        while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(&*p) {
+        if let Some(id) = self.store.find(real) {
+            self.store.walk(id, real, |_, n| {
                 count += 1;
                 bytes += n.data_len();
-                stack.extend(n.children.iter().map(|c| path::join(&p, c)));
-            }
+            });
         }
-        let sp = quota::stat_path(real);
-        if let Some(n) = self.nodes.get_mut(&*sp) {
-            let mut st = StatsTrack::default();
+        self.write_quota_stat(real, false, |st| {
+            *st = StatsTrack::default();
             st.set("count", count);
             st.set("bytes", bytes);
-            n.data = Some(st.to_text().into_bytes());
-        }
+        });
     }
 
     /// `ZooKeeperServer.checkQuota`: only hard limits refuse, and only with `enforceQuota`.
@@ -842,15 +805,15 @@ impl DataTree {
         }
         let Some(prefix) = self.max_quota_prefix(p) else { return Ok(()) };
         let bytes_diff = new_len - old_len.unwrap_or(0);
-        let Some(limit_node) = self.nodes.get(&*quota::limit_path(&prefix)) else { return Ok(()) };
-        let limits = StatsTrack::parse(limit_node.data.as_deref());
+        let Some(limit_node) = self.node(&quota::limit_path(&prefix)) else { return Ok(()) };
+        let limits = StatsTrack::parse(limit_node.data());
         let check_count = count_diff != 0 && (limits.count() > -1 || limits.get("countHardLimit") > -1);
         let check_bytes = bytes_diff != 0 && (limits.bytes() > -1 || limits.get("byteHardLimit") > -1);
         if !check_count && !check_bytes {
             return Ok(());
         }
-        let Some(stat_node) = self.nodes.get(&*quota::stat_path(&prefix)) else { return Ok(()) };
-        let current = StatsTrack::parse(stat_node.data.as_deref());
+        let Some(stat_node) = self.node(&quota::stat_path(&prefix)) else { return Ok(()) };
+        let current = StatsTrack::parse(stat_node.data());
         if check_count && limits.get("countHardLimit") > -1 && current.count() + count_diff > limits.get("countHardLimit") {
             return Err(ErrorCode::QuotaExceeded);
         }
@@ -884,4 +847,57 @@ pub fn format_sequence(n: i32) -> String {
 /// "/", "/zookeeper", "/zookeeper/quota" and "/zookeeper/config" cannot be deleted.
 pub fn is_special_path(p: &str) -> bool {
     matches!(p, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(session: i64, op: TxnOp) -> Txn {
+        Txn { session, time: 1000, auth: vec![], op }
+    }
+
+    fn create(path: &str, flags: i32) -> TxnOp {
+        TxnOp::Create { opcode: op::CREATE2, path: path.into(), data: Some(b"v".to_vec()), acl: acl::open_acl(), flags, ttl: -1 }
+    }
+
+    #[test]
+    fn a_failed_multi_leaves_the_tree_as_it_was() {
+        let mut t = DataTree::new(TreeConfig::default());
+        let mut zxid = 0;
+        let mut apply = |t: &mut DataTree, op: TxnOp| {
+            zxid += 1;
+            t.apply(zxid, &txn(7, op))
+        };
+        apply(&mut t, TxnOp::CreateSession { timeout: 4000, passwd: vec![0; 16] });
+        for p in ["/x", "/x/y", "/z", "/q"] {
+            apply(&mut t, create(p, 0));
+        }
+        apply(&mut t, create("/q/e", 1));
+        let before = t.digest();
+        let ops = vec![
+            create("/a", 0),
+            create("/a/b", 0),
+            create("/a/b/s-", 2),
+            TxnOp::Delete { path: "/x/y".into(), version: -1 },
+            TxnOp::Delete { path: "/x".into(), version: -1 },
+            TxnOp::Delete { path: "/q/e".into(), version: -1 },
+            create("/q/e", 0),
+            create("/x", 0),
+            TxnOp::SetData { path: "/z".into(), data: Some(b"changed".to_vec()), version: -1 },
+            TxnOp::Check { path: "/z".into(), version: 99 },
+        ];
+        let out = apply(&mut t, TxnOp::Multi(ops));
+        assert!(matches!(out.result, Ok(Outcome::Multi(ref r)) if r.iter().all(|x| matches!(x, OpResult::Error(_)))));
+        assert!(out.changes.is_empty());
+        assert_eq!(t.digest(), before);
+        assert_eq!(t.node("/x").unwrap().child_names(), vec!["y".to_string()]);
+        assert_eq!(t.ephemerals(7), vec!["/q/e".to_string()]);
+        assert!(t.node("/a").is_none());
+        // The same multi without the failing check commits.
+        let ops = vec![create("/a", 0), TxnOp::Delete { path: "/x/y".into(), version: -1 }, TxnOp::Delete { path: "/x".into(), version: -1 }];
+        assert!(matches!(apply(&mut t, TxnOp::Multi(ops)).result, Ok(Outcome::Multi(ref r)) if !r.iter().any(|x| matches!(x, OpResult::Error(_)))));
+        assert!(t.node("/x").is_none() && t.node("/a").is_some());
+        assert_eq!(t.node("/").unwrap().stat().num_children, 4);
+    }
 }

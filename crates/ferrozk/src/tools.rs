@@ -38,7 +38,7 @@ pub fn snapshot(file: &Path, dump: bool) -> ExitCode {
                 "{p}\tczxid=0x{:x} mzxid=0x{:x} pzxid=0x{:x} version={} cversion={} aversion={} ephemeralOwner=0x{:x} dataLength={} numChildren={}",
                 st.czxid, st.mzxid, st.pzxid, st.version, st.cversion, st.aversion, st.ephemeral_owner, st.data_length, st.num_children
             );
-            for c in n.children.iter().rev() {
+            for c in n.child_names().iter().rev() {
                 stack.push(ferrozk_tree::path::join(&p, c));
             }
         }
