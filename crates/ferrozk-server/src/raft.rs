@@ -315,12 +315,14 @@ pub struct LogFiles {
     purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
+    covered: u64,
 }
 
 impl LogFiles {
     /// Reads and checks every record after the purge point (on its own thread at start, while
-    /// the snapshot loads on another).
-    pub fn read(config: &ServerConfig) -> Result<LogFiles, String> {
+    /// the snapshot loads on another). Payloads at or below `covered` (a record index: what the
+    /// newest snapshot holds) are not kept, so that memory holds only what will be replayed.
+    pub fn read(config: &ServerConfig, covered: u64) -> Result<LogFiles, String> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
@@ -330,9 +332,21 @@ impl LogFiles {
         // Records after the purge point: record index = log index + 1.
         let after = purged.map_or(0, |p| p.index + 1);
         let started = Instant::now();
-        let (wal, records) = Wal::open_after(&wal_dir, after).map_err(|e| e.to_string())?;
+        let (wal, records) = Wal::open_after(&wal_dir, after, covered).map_err(|e| e.to_string())?;
         tracing::info!(records = records.len(), ms = started.elapsed().as_millis() as u64, "read the log");
-        Ok(LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed })
+        Ok(LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed, covered })
+    }
+
+    /// The record index the newest snapshot file holds the log up to (0: none).
+    pub fn newest_snapshot(config: &ServerConfig) -> u64 {
+        let (_, snap_dir) = crate::core::dirs(config);
+        snap::list(&snap_dir).first().map_or(0, |f| f.index)
+    }
+
+    /// Whether payloads the tree recovered at `applied` still needs were left out (the newest
+    /// snapshot could not be read and an older one was): then the log must be read again.
+    pub fn misses_payloads_after(&self, applied: Option<LogId<u64>>) -> bool {
+        applied.map_or(0, |a| a.index + 1) < self.covered
     }
 }
 
@@ -341,7 +355,7 @@ impl LogStore {
     /// snapshot holds) are kept in memory, older ones are read from the files when a lagging
     /// member needs them. Returns the store and the log thread's handle.
     pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
-        let LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed } = files;
+        let LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed, .. } = files;
         let keep_from = applied.map_or(0, |a| a.index + 1);
         let mut entries = VecDeque::new();
         let mut last_record = None;

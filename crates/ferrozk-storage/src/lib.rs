@@ -97,12 +97,14 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, returning it positioned for appends together with
     /// every record it holds.
     pub fn open(dir: &Path) -> Result<(Wal, Vec<Record>), StorageError> {
-        Self::open_after(dir, 0)
+        Self::open_after(dir, 0, 0)
     }
 
     /// Like [`Wal::open`], but returns only the records after `after` (those a snapshot at
-    /// `after` does not hold). Every record is still read and checked.
-    pub fn open_after(dir: &Path, after: u64) -> Result<(Wal, Vec<Record>), StorageError> {
+    /// `after` does not hold), and of those at or below `payloads_after` only the index and
+    /// term (a newer snapshot holds them), but for the last record. Every record is still read
+    /// and checked.
+    pub fn open_after(dir: &Path, after: u64, payloads_after: u64) -> Result<(Wal, Vec<Record>), StorageError> {
         let io = |e| StorageError::Io(dir.to_path_buf(), e);
         fs::create_dir_all(dir).map_err(io)?;
         let segments = list_segments(dir).map_err(io)?;
@@ -119,7 +121,7 @@ impl Wal {
                     continue;
                 }
             }
-            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut records)?;
+            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut records, payloads_after)?;
             records.retain(|r| r.index > after);
             if last_segment {
                 end_of_last = valid_len;
@@ -315,7 +317,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| StorageError::Damaged { file: path.to_path_buf(), offset: 0, reason: "not a log segment name".into() })?;
     let mut out = Vec::new();
-    read_segment(path, first, true, &mut None, &mut out)?;
+    read_segment(path, first, true, &mut None, &mut out, 0)?;
     Ok(out)
 }
 
@@ -349,7 +351,7 @@ pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, Stor
         let mut expected = None;
         let mut recs = Vec::new();
         // The newest segment may end in a record still being written: treat it as the tail.
-        read_segment(path, *first, true, &mut expected, &mut recs)?;
+        read_segment(path, *first, true, &mut expected, &mut recs, after)?;
         out.extend(recs.into_iter().filter(|r| r.index > after && r.index <= upto));
     }
     if out.first().is_some_and(|r| r.index != after + 1) || out.len() as u64 != upto - after {
@@ -363,63 +365,134 @@ pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, Stor
 }
 
 /// Reads one segment's records into `out`; returns the length of its valid prefix.
+/// A window onto a segment file: records are checked as it moves along, so reading a 64 MiB
+/// preallocated segment holds about one window in memory, not the whole file.
+struct Window {
+    file: File,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    start: usize,
+    eof: bool,
+}
+
+const WINDOW: usize = 1 << 20;
+
+impl Window {
+    /// Makes the file's bytes `[pos, pos + n)` available; false if the file ends before.
+    fn fill(&mut self, pos: usize, n: usize) -> io::Result<bool> {
+        debug_assert!(pos >= self.start);
+        if pos + n <= self.start + self.buf.len() {
+            return Ok(true);
+        }
+        self.buf.drain(..(pos - self.start).min(self.buf.len()));
+        self.start = pos;
+        while self.buf.len() < n && !self.eof {
+            let have = self.buf.len();
+            self.buf.resize(have + (n - have).max(WINDOW), 0);
+            let got = self.file.read(&mut self.buf[have..])?;
+            self.buf.truncate(have + got);
+            self.eof = got == 0;
+        }
+        Ok(self.buf.len() >= n)
+    }
+
+    fn bytes(&self, pos: usize, n: usize) -> &[u8] {
+        &self.buf[pos - self.start..pos - self.start + n]
+    }
+
+    /// Whether only zeros (or nothing) follow `pos`; the window itself is left where it is.
+    fn zeros_from(&self, pos: usize) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let buffered_end = self.start + self.buf.len();
+        if pos < buffered_end && self.buf[pos - self.start..].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        let mut at = pos.max(buffered_end) as u64;
+        let mut chunk = vec![0u8; WINDOW];
+        loop {
+            let got = self.file.read_at(&mut chunk, at)?;
+            if got == 0 {
+                return Ok(true);
+            }
+            if chunk[..got].iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            at += got as u64;
+        }
+    }
+}
+
+/// Reads and checks one segment's records into `out`. Payloads of records at or below
+/// `payloads_after` are left empty (a snapshot holds them), except the segment's last one.
+/// Returns where the records end and whether only zeros follow.
 fn read_segment(
     path: &Path,
     first: u64,
     last_segment: bool,
     expected: &mut Option<u64>,
     out: &mut Vec<Record>,
+    payloads_after: u64,
 ) -> Result<(u64, bool), StorageError> {
-    let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(|e| StorageError::Io(path.to_path_buf(), e))?;
+    let io = |e| StorageError::Io(path.to_path_buf(), e);
     let damaged = |offset: u64, reason: String| StorageError::Damaged { file: path.to_path_buf(), offset, reason };
+    let file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut w = Window { file, buf: Vec::new(), start: 0, eof: false };
     // Where the records end, and whether only zeros follow.
-    let ended = |pos: usize| (pos as u64, data[pos..].iter().all(|b| *b == 0));
-    if data.len() < HEADER_LEN as usize || &data[..8] != MAGIC {
-        if last_segment && data.iter().all(|b| *b == 0) {
+    let ended = |w: &Window, pos: usize| -> Result<(u64, bool), StorageError> { Ok((pos as u64, w.zeros_from(pos).map_err(io)?)) };
+    let has_header = w.fill(0, HEADER_LEN as usize).map_err(io)?;
+    if !has_header || w.bytes(0, 8) != MAGIC {
+        if last_segment && w.zeros_from(0).map_err(io)? {
             return Ok((0, true));
         }
         return Err(damaged(0, "not a ferrozk log segment (bad header)".into()));
     }
-    let version = u32::from_be_bytes(data[8..12].try_into().unwrap());
+    let version = u32::from_be_bytes(w.bytes(8, 4).try_into().unwrap());
     if version != FORMAT_VERSION {
         return Err(damaged(8, format!("unsupported format version {version}")));
     }
     if expected.is_none() {
         *expected = Some(first);
     }
+    // The payload of the last record whose payload was left out, in case it is the segment's last.
+    let mut skipped = Vec::new();
     let mut pos = HEADER_LEN as usize;
-    while pos < data.len() {
-        let rest = &data[pos..];
-        // Whether what follows `pos` could be a write that never completed: only zeros, or a
+    loop {
+        if !w.fill(pos, 1).map_err(io)? {
+            return finish(out, skipped, pos as u64, true);
+        }
+        // Whether what follows `upto` could be a write that never completed: only zeros, or a
         // record running past the end of the last segment.
-        let torn_tail = |upto: usize| last_segment && data[upto..].iter().all(|b| *b == 0);
-        if rest.len() < RECORD_HEADER {
+        let torn_tail = |w: &Window, upto: usize| -> Result<bool, StorageError> { Ok(last_segment && w.zeros_from(upto).map_err(io)?) };
+        if !w.fill(pos, RECORD_HEADER).map_err(io)? {
             if last_segment {
-                return Ok(ended(pos));
+                let (end, zeros) = ended(&w, pos)?;
+                return finish(out, skipped, end, zeros);
             }
             return Err(damaged(pos as u64, "record header cut short".into()));
         }
-        let len = u32::from_be_bytes(rest[0..4].try_into().unwrap());
-        let sum = u32::from_be_bytes(rest[4..8].try_into().unwrap());
-        let index = u64::from_be_bytes(rest[8..16].try_into().unwrap());
-        let term = u64::from_be_bytes(rest[16..24].try_into().unwrap());
-        if len == 0 && sum == 0 && index == 0 && torn_tail(pos) {
-            return Ok(ended(pos));
+        let head = w.bytes(pos, RECORD_HEADER);
+        let len = u32::from_be_bytes(head[0..4].try_into().unwrap());
+        let sum = u32::from_be_bytes(head[4..8].try_into().unwrap());
+        let index = u64::from_be_bytes(head[8..16].try_into().unwrap());
+        let term = u64::from_be_bytes(head[16..24].try_into().unwrap());
+        if len == 0 && sum == 0 && index == 0 && torn_tail(&w, pos)? {
+            return finish(out, skipped, pos as u64, true);
         }
         let end = RECORD_HEADER + len as usize;
-        if len > MAX_RECORD || rest.len() < end {
-            if last_segment && (rest.len() < end || torn_tail(pos + RECORD_HEADER)) {
-                return Ok(ended(pos));
+        let too_short = (pos + end) as u64 > file_len;
+        if len > MAX_RECORD || too_short || !w.fill(pos, end).map_err(io)? {
+            if last_segment && (too_short || torn_tail(&w, pos + RECORD_HEADER)?) {
+                let (end, zeros) = ended(&w, pos)?;
+                return finish(out, skipped, end, zeros);
             }
             return Err(damaged(pos as u64, format!("record length {len} runs past the end of the file")));
         }
-        let payload = &rest[RECORD_HEADER..end];
+        let payload = w.bytes(pos + RECORD_HEADER, len as usize);
         if crc(index, term, payload) != sum {
-            if last_segment && torn_tail(pos + end) {
-                return Ok(ended(pos));
+            if last_segment && torn_tail(&w, pos + end)? {
+                let (end, zeros) = ended(&w, pos)?;
+                return finish(out, skipped, end, zeros);
             }
             return Err(damaged(pos as u64, format!("checksum mismatch in record {index}")));
         }
@@ -428,10 +501,26 @@ fn read_segment(
             return Err(damaged(pos as u64, format!("record {index} where {want} was expected")));
         }
         *expected = Some(index + 1);
-        out.push(Record { index, term, payload: payload.to_vec() });
+        if index > payloads_after {
+            out.push(Record { index, term, payload: payload.to_vec() });
+            skipped.clear();
+        } else {
+            skipped.clear();
+            skipped.extend_from_slice(payload);
+            out.push(Record { index, term, payload: Vec::new() });
+        }
         pos += end;
     }
-    Ok(ended(pos))
+}
+
+/// Gives the segment's last record its payload back if it was left out.
+fn finish(out: &mut [Record], skipped: Vec<u8>, end: u64, zeros: bool) -> Result<(u64, bool), StorageError> {
+    if let Some(last) = out.last_mut() {
+        if last.payload.is_empty() && !skipped.is_empty() {
+            last.payload = skipped;
+        }
+    }
+    Ok((end, zeros))
 }
 
 #[cfg(test)]
@@ -516,11 +605,44 @@ mod tests {
         let at = bytes.len() - 2;
         bytes[at] ^= 1;
         fs::write(&first, &bytes).unwrap();
-        let (wal, recs) = Wal::open_after(&d, 3).unwrap();
+        let (wal, recs) = Wal::open_after(&d, 3, 0).unwrap();
         assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![4, 5, 6]);
         assert_eq!(wal.next_index(), 7);
         // Without the snapshot the damage is found.
         assert!(Wal::open(&d).is_err());
+    }
+
+    #[test]
+    fn payloads_a_snapshot_holds_are_left_out_but_the_last() {
+        let d = tmpdir("payloads");
+        write_n(&d, 5);
+        let (_, recs) = Wal::open_after(&d, 1, 3).unwrap();
+        let payloads: Vec<&[u8]> = recs.iter().map(|r| &r.payload[..]).collect();
+        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(payloads, vec![&b""[..], b"", b"entry 3", b"entry 4"]);
+        // When the snapshot holds everything, the last record keeps its payload (its term and
+        // id are what the log ends with).
+        let (_, recs) = Wal::open_after(&d, 0, 5).unwrap();
+        assert_eq!(recs.last().map(|r| &r.payload[..]), Some(&b"entry 4"[..]));
+        assert!(recs[..4].iter().all(|r| r.payload.is_empty()));
+    }
+
+    #[test]
+    fn segments_larger_than_the_read_window_read_back_whole() {
+        let d = tmpdir("window");
+        {
+            let (mut wal, _) = Wal::open(&d).unwrap();
+            for i in 0..40u32 {
+                let payload = vec![(i % 251) as u8 + 1; 100_000 + i as usize];
+                wal.append(0, &payload).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        let (_, recs) = Wal::open(&d).unwrap();
+        assert_eq!(recs.len(), 40);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r.payload, vec![(i % 251) as u8 + 1; 100_000 + i]);
+        }
     }
 
     #[test]
