@@ -27,17 +27,22 @@ fi
 passed=0
 failed=0
 failures=()
+# Each suite's output is also kept, so that a failure's own lines can be printed again at the
+# very end, where a reader of a long CI log looks first.
+logs="$(mktemp -d "${TMPDIR:-/tmp}/ferrozk-test-logs.XXXXXX")"
 step() {
   local name="$1"; shift
   echo
   echo "== $name: $*"
-  local t0=$SECONDS
-  if "$@"; then
+  local t0=$SECONDS log="$logs/$((passed + failed)).log"
+  if "$@" 2>&1 | tee "$log"; then
     passed=$((passed + 1)); echo "== $name: ok ($((SECONDS - t0)) s)"
   else
     failed=$((failed + 1)); failures+=("$name"); echo "== $name: FAILED ($((SECONDS - t0)) s)"
+    failed_logs+=("$name|$log")
   fi
 }
+failed_logs=()
 
 if [ "$what" = all ] || [ "$what" = rust ]; then
   step "cargo test" cargo test --workspace --quiet
@@ -65,6 +70,12 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
   fi
 fi
 
+for entry in "${failed_logs[@]}"; do
+  echo
+  echo "== last lines of the failed suite '${entry%%|*}':"
+  tail -n 40 "${entry#*|}"
+done
+rm -rf "$logs"
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]}"
 echo "suites: $passed passed, $failed failed"
