@@ -194,9 +194,9 @@ impl ServerBuilder {
                     (recovered, files.join().unwrap_or_else(|_| Err("reading the log failed".into())))
                 });
                 let mut files = files?;
-                if files.misses_payloads_after(recovered.applied()) {
+                if let Some(from) = files.misses_entries_after(recovered.applied()) {
                     drop(files);
-                    files = raft::LogFiles::read(&config, 0)?;
+                    files = raft::LogFiles::read(&config, from)?;
                 }
                 let log = raft::LogStore::open(files, recovered.applied())?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc

@@ -90,7 +90,70 @@ impl ZkNode {
 pub struct Command {
     pub origin: u64,
     pub token: u64,
+    #[serde(with = "opt_bytes")]
     pub txn: Option<Vec<u8>>,
+}
+
+/// `Option<Vec<u8>>` as serde bytes rather than a sequence of u8: bincode then copies the
+/// bytes at once instead of one element at a time (a 900 KB write took longer than an
+/// AppendEntries may in a debug build). bincode writes both the same way (a u64 length, then
+/// the bytes), so logs written before read back unchanged.
+mod opt_bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&Bytes(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct Buf(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Buf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Buf, D::Error> {
+            d.deserialize_byte_buf(BufVisitor)
+        }
+    }
+
+    struct BufVisitor;
+
+    impl<'de> Visitor<'de> for BufVisitor {
+        type Value = Buf;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Buf, E> {
+            Ok(Buf(v.to_vec()))
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Buf, E> {
+            Ok(Buf(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Buf, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(Buf(v))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<Buf>::deserialize(d)?.map(|b| b.0))
+    }
 }
 
 /// The writes of one log entry, in the order they are applied.
@@ -105,6 +168,7 @@ impl std::fmt::Display for Batch {
 
 /// Writes per log entry at most (the low 16 bits of a zxid number them).
 const MAX_BATCH: usize = 4096;
+const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// The zxid of the `pos`-th write of log entry `index`.
 pub fn zxid_of(index: u64, pos: usize) -> i64 {
@@ -205,6 +269,25 @@ struct LogCache {
     purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
+    /// About how many bytes `entries` hold ([`entry_bytes`]).
+    bytes: usize,
+}
+
+/// The in-memory log is kept under this many bytes of writes: older entries that are applied
+/// and durable are dropped and read from the files if a follower still needs them (ZooKeeper
+/// keeps its last 500 proposals in memory likewise). Without a bound the log between two
+/// snapshots (snapCount writes, of up to 1 MB each) all stayed in memory.
+const CACHE_BYTES: usize = 16 << 20;
+
+fn entry_bytes(e: &Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(batch) => batch.0.iter().map(command_bytes).sum::<usize>() + 64,
+        _ => 64,
+    }
+}
+
+fn command_bytes(c: &Command) -> usize {
+    c.txn.as_ref().map_or(0, Vec::len) + 48
 }
 
 struct LogShared {
@@ -223,7 +306,9 @@ impl LogCache {
         let n = (index + 1).saturating_sub(self.first).min(self.entries.len() as u64);
         self.first += n;
         let rest = self.entries.split_off(n as usize);
-        std::mem::replace(&mut self.entries, rest)
+        let old = std::mem::replace(&mut self.entries, rest);
+        self.bytes = self.bytes.saturating_sub(old.iter().map(entry_bytes).sum());
+        old
     }
 }
 
@@ -232,45 +317,74 @@ impl LogShared {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Entries `[start, end)`: recent ones from memory, older ones from the files.
-    fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let c = self.cache();
-        let end = end.min(c.last.map_or(0, |l| l.index + 1));
-        let start = start.max(c.purged.map_or(0, |p| p.index + 1));
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity((end - start) as usize);
-        let first = c.first;
-        if start < first {
-            drop(c);
-            // Log index i is record i + 1: records (start, min(end, first)].
-            let upto = end.min(first);
-            let recs = ferrozk_storage::read_range(&self.wal_dir, start, upto).map_err(read_err)?;
-            for r in recs {
-                out.push(decode_entry(&r.payload).map_err(read_err)?);
-            }
+    /// Entries `[start, end)`: recent ones from memory, older ones from the files; no more than
+    /// about `max_bytes` of them (at least one).
+    fn entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut next = start.max(self.cache().purged.map_or(0, |p| p.index + 1));
+        loop {
             let c = self.cache();
-            for i in upto.max(c.first)..end {
-                match c.entries.get((i - c.first) as usize) {
-                    Some(e) => out.push(e.clone()),
-                    None => break,
+            let end = end.min(c.last.map_or(0, |l| l.index + 1));
+            if next >= end || bytes >= max_bytes {
+                return Ok(out);
+            }
+            if next < c.first {
+                let upto = end.min(c.first);
+                drop(c);
+                // Log index i is record i + 1: records (next, upto].
+                let recs = ferrozk_storage::read_range(&self.wal_dir, next, upto, max_bytes - bytes).map_err(read_err)?;
+                for r in recs {
+                    let e = decode_entry(&r.payload).map_err(read_err)?;
+                    bytes += entry_bytes(&e);
+                    out.push(e);
+                    next += 1;
+                }
+                // The cache may have moved on meanwhile: look again.
+                continue;
+            }
+            for i in next..end {
+                let Some(e) = c.entries.get((i - c.first) as usize) else { break };
+                bytes += entry_bytes(e);
+                out.push(e.clone());
+                if bytes >= max_bytes {
+                    break;
                 }
             }
             return Ok(out);
         }
-        for i in start..end {
-            match c.entries.get((i - first) as usize) {
-                Some(e) => out.push(e.clone()),
-                None => break,
-            }
-        }
-        Ok(out)
     }
 
     /// Drops cached entries up to `index`: they are durable and older than a snapshot.
     fn trim(&self, index: u64) {
         let old = self.cache().take_through(index);
+        drop(old);
+    }
+
+    /// Keeps the cache under [`CACHE_BYTES`] once entries up to `applied` are applied: drops
+    /// applied, durable entries from the front until half the budget is left.
+    fn trim_to_budget(&self, applied: u64) {
+        let Some(durable) = self.flushed.load(Ordering::Acquire).checked_sub(1) else { return };
+        let limit = applied.min(durable);
+        let old = {
+            let mut c = self.cache();
+            if c.bytes <= CACHE_BYTES {
+                return;
+            }
+            let mut left = c.bytes;
+            let mut upto = None;
+            for e in &c.entries {
+                if left <= CACHE_BYTES / 2 || e.log_id.index > limit {
+                    break;
+                }
+                left -= entry_bytes(e).min(left);
+                upto = Some(e.log_id.index);
+            }
+            match upto {
+                Some(i) => c.take_through(i),
+                None => return,
+            }
+        };
         drop(old);
     }
 }
@@ -311,7 +425,9 @@ pub struct LogFiles {
     wal_dir: PathBuf,
     raft_dir: PathBuf,
     wal: Wal,
+    /// Every record read; those after `covered` without their bytes, which are in `entries`.
     records: Vec<ferrozk_storage::Record>,
+    entries: VecDeque<Entry<TypeConfig>>,
     purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
@@ -320,8 +436,9 @@ pub struct LogFiles {
 
 impl LogFiles {
     /// Reads and checks every record after the purge point (on its own thread at start, while
-    /// the snapshot loads on another). Payloads at or below `covered` (a record index: what the
-    /// newest snapshot holds) are not kept, so that memory holds only what will be replayed.
+    /// the snapshot loads on another). Records after `covered` (a record index: what the newest
+    /// snapshot holds) are decoded here, on this thread, and their bytes dropped as it goes;
+    /// of the others only the last one's bytes are kept (the log's last id).
     pub fn read(config: &ServerConfig, covered: u64) -> Result<LogFiles, String> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
@@ -332,9 +449,18 @@ impl LogFiles {
         // Records after the purge point: record index = log index + 1.
         let after = purged.map_or(0, |p| p.index + 1);
         let started = Instant::now();
-        let (wal, records) = Wal::open_after(&wal_dir, after, covered).map_err(|e| e.to_string())?;
-        tracing::info!(records = records.len(), ms = started.elapsed().as_millis() as u64, "read the log");
-        Ok(LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed, covered })
+        let (wal, mut records) = Wal::open_after(&wal_dir, after, covered).map_err(|e| e.to_string())?;
+        let mut entries = VecDeque::new();
+        for r in records.iter_mut().filter(|r| r.index > covered) {
+            let e = decode_entry(&std::mem::take(&mut r.payload))
+                .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?;
+            if e.log_id.index + 1 != r.index {
+                return Err(format!("log record {} in {} holds entry {}", r.index, wal_dir.display(), e.log_id.index));
+            }
+            entries.push_back(e);
+        }
+        tracing::info!(records = records.len(), decoded = entries.len(), ms = started.elapsed().as_millis() as u64, "read the log");
+        Ok(LogFiles { wal_dir, raft_dir, wal, records, entries, purged, vote, committed, covered })
     }
 
     /// The record index the newest snapshot file holds the log up to (0: none).
@@ -343,10 +469,12 @@ impl LogFiles {
         snap::list(&snap_dir).first().map_or(0, |f| f.index)
     }
 
-    /// Whether payloads the tree recovered at `applied` still needs were left out (the newest
-    /// snapshot could not be read and an older one was): then the log must be read again.
-    pub fn misses_payloads_after(&self, applied: Option<LogId<u64>>) -> bool {
-        applied.map_or(0, |a| a.index + 1) < self.covered
+    /// Whether entries the tree recovered at `applied` still needs were not decoded (the
+    /// newest snapshot could not be read and an older one was): then the log must be read
+    /// again, from the record index returned.
+    pub fn misses_entries_after(&self, applied: Option<LogId<u64>>) -> Option<u64> {
+        let from = applied.map_or(0, |a| a.index + 1);
+        (from < self.covered).then_some(from)
     }
 }
 
@@ -355,26 +483,19 @@ impl LogStore {
     /// snapshot holds) are kept in memory, older ones are read from the files when a lagging
     /// member needs them. Returns the store and the log thread's handle.
     pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
-        let LogFiles { wal_dir, raft_dir, wal, records, purged, vote, committed, .. } = files;
+        let LogFiles { wal_dir, raft_dir, wal, records, mut entries, purged, vote, committed, .. } = files;
         let keep_from = applied.map_or(0, |a| a.index + 1);
-        let mut entries = VecDeque::new();
-        let mut last_record = None;
-        for r in records {
-            if r.index <= keep_from {
-                // In the snapshot: checked by the read above, decoded only if a member asks.
-                last_record = Some(r);
-                continue;
-            }
-            let e = decode_entry(&r.payload)
-                .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?;
-            if e.log_id.index + 1 != r.index {
-                return Err(format!("log record {} in {} holds entry {}", r.index, wal_dir.display(), e.log_id.index));
-            }
-            entries.push_back(e);
+        // Decoded entries the snapshot holds after all (it can only be newer than the file list
+        // said if one appeared since): not kept.
+        let mut last_dropped = None;
+        while entries.front().is_some_and(|e| e.log_id.index < keep_from) {
+            last_dropped = entries.pop_front().map(|e| e.log_id);
         }
+        // Without decoded entries, the log ends with the last record read (its bytes kept).
+        let last_record = records.last().filter(|r| !r.payload.is_empty());
         let first = entries.front().map_or(wal.next_index().saturating_sub(1), |e| e.log_id.index);
-        let last = match (entries.back(), last_record) {
-            (Some(e), _) => Some(e.log_id),
+        let last = match (entries.back().map(|e| e.log_id).or(last_dropped), last_record) {
+            (Some(id), _) => Some(id),
             (None, Some(r)) => Some(
                 decode_entry(&r.payload)
                     .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?
@@ -387,7 +508,7 @@ impl LogStore {
             wal_dir,
             raft_dir,
             flushed: AtomicU64::new(last.map_or(0, |l| l.index + 1)),
-            cache: Mutex::new(LogCache { first, entries, last, purged, vote, committed }),
+            cache: Mutex::new(LogCache { first, bytes: entries.iter().map(entry_bytes).sum(), entries, last, purged, vote, committed }),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -511,9 +632,17 @@ impl RaftLogReader<TypeConfig> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         let (s, e) = bounds(&range);
-        self.shared.entries(s, e)
+        self.shared.entries(s, e, usize::MAX)
+    }
+
+    /// One AppendEntries carries about [`REPLICATION_BYTES`] at most: 2000 batched entries of
+    /// large values did not cross within an RPC's timeout, and a member behind never caught up.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        self.shared.entries(start, end, REPLICATION_BYTES)
     }
 }
+
+const REPLICATION_BYTES: usize = 1 << 20;
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
@@ -569,6 +698,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     c.first = e.log_id.index;
                 }
                 c.last = Some(e.log_id);
+                c.bytes += entry_bytes(e);
                 c.entries.push_back(e.clone());
             }
         }
@@ -579,7 +709,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut c = self.shared.cache();
             while c.entries.back().is_some_and(|e| e.log_id.index >= log_id.index) {
-                c.entries.pop_back();
+                if let Some(e) = c.entries.pop_back() {
+                    c.bytes = c.bytes.saturating_sub(entry_bytes(&e));
+                }
             }
             c.last = c.entries.back().map(|e| e.log_id).or(c.purged);
             if c.entries.is_empty() {
@@ -638,6 +770,8 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     since_snapshot: u64,
     snapshot_after: u64,
+    /// The last entry of the log found at start, until it is applied.
+    replay_end: Option<u64>,
 }
 
 /// Writes until the next snapshot: a random point in the upper half of snapCount, as
@@ -732,6 +866,7 @@ impl StateMachine {
             current: Arc::new(Mutex::new(recovered.current.take())),
             since_snapshot: 0,
             snapshot_after,
+            replay_end: log.shared.cache().last.map(|l| l.index).filter(|&l| Some(l) > recovered.applied.map(|a| a.index)),
         }
     }
 }
@@ -770,6 +905,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         drop(core);
+        if let Some(applied) = self.applied {
+            self.log.trim_to_budget(applied.index);
+            if self.replay_end.is_some_and(|end| applied.index >= end) {
+                self.replay_end = None;
+                // The replayed entries were decoded on the thread that read the log, and freed
+                // there as they were applied: hand that memory back (tens of MB after a long log).
+                // SAFETY: malloc_trim only releases free memory.
+                unsafe { libc::malloc_trim(0) };
+            }
+        }
         // snapCount counts writes, as ZooKeeper's does, not log entries.
         self.since_snapshot += writes;
         if self.since_snapshot >= self.snapshot_after {
@@ -1236,8 +1381,17 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                     }
                 }
             }
-            for chunk in writes.chunks(MAX_BATCH) {
-                match raft.client_write_ff(Batch(chunk.to_vec())).await {
+            let mut writes = writes.into_iter().peekable();
+            while writes.peek().is_some() {
+                // An entry holds at most MAX_BATCH writes and about MAX_ENTRY_BYTES (at least one
+                // write): entries travel to the other members whole, within an RPC's timeout.
+                let mut chunk = Vec::new();
+                let mut bytes = 0;
+                while let Some(w) = writes.next_if(|w| chunk.is_empty() || (chunk.len() < MAX_BATCH && bytes + command_bytes(w) <= MAX_ENTRY_BYTES)) {
+                    bytes += command_bytes(&w);
+                    chunk.push(w);
+                }
+                match raft.client_write_ff(Batch(chunk)).await {
                     Ok(r) => in_flight.push_back(r),
                     Err(_) => return,
                 }
@@ -1743,6 +1897,28 @@ async fn add_observers(raft: Raft, learners: BTreeMap<u64, ZkNode>, my_id: u64) 
         }
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_encode_as_they_did_with_txn_a_sequence_of_u8() {
+        #[derive(Serialize)]
+        struct Before {
+            origin: u64,
+            token: u64,
+            txn: Option<Vec<u8>>,
+        }
+        for txn in [None, Some(vec![]), Some((0..=255).collect::<Vec<u8>>())] {
+            let now = Command { origin: 3, token: 7, txn: txn.clone() };
+            let before = bincode::serialize(&Before { origin: 3, token: 7, txn: txn.clone() }).unwrap();
+            assert_eq!(bincode::serialize(&now).unwrap(), before);
+            let back: Command = bincode::deserialize(&before).unwrap();
+            assert_eq!(back.txn, txn);
         }
     }
 }

@@ -121,7 +121,7 @@ impl Wal {
                     continue;
                 }
             }
-            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut records, payloads_after)?;
+            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut records, Keep { payloads_after, ..KEEP_ALL })?;
             records.retain(|r| r.index > after);
             if last_segment {
                 end_of_last = valid_len;
@@ -317,7 +317,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| StorageError::Damaged { file: path.to_path_buf(), offset: 0, reason: "not a log segment name".into() })?;
     let mut out = Vec::new();
-    read_segment(path, first, true, &mut None, &mut out, 0)?;
+    read_segment(path, first, true, &mut None, &mut out, KEEP_ALL)?;
     Ok(out)
 }
 
@@ -340,21 +340,32 @@ pub fn purge_log(dir: &Path, upto: u64) -> io::Result<usize> {
 }
 
 /// Reads the records with indexes in `(after, upto]` from a log that may be being appended to
-/// (by the log thread): for building snapshots away from the request path.
-pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, StorageError> {
+/// (by the log thread): for building snapshots away from the request path, and for members
+/// behind. Stops early, after at least one record, once the payloads reach `max_bytes`.
+pub fn read_range(dir: &Path, after: u64, upto: u64, max_bytes: usize) -> Result<Vec<Record>, StorageError> {
     let segments = list_segments(dir).map_err(|e| StorageError::Io(dir.to_path_buf(), e))?;
-    let mut out = Vec::new();
+    let mut out: Vec<Record> = Vec::new();
+    let mut bytes = 0;
     for (i, (first, path)) in segments.iter().enumerate() {
         if segments.get(i + 1).is_some_and(|next| next.0 <= after + 1) || *first > upto {
             continue;
         }
+        if bytes >= max_bytes {
+            break;
+        }
         let mut expected = None;
         let mut recs = Vec::new();
         // The newest segment may end in a record still being written: treat it as the tail.
-        read_segment(path, *first, true, &mut expected, &mut recs, after)?;
-        out.extend(recs.into_iter().filter(|r| r.index > after && r.index <= upto));
+        let keep = Keep { payloads_after: after, stop_after: upto, max_bytes: max_bytes - bytes };
+        read_segment(path, *first, true, &mut expected, &mut recs, keep)?;
+        for r in recs.into_iter().filter(|r| r.index > after && r.index <= upto) {
+            bytes += r.payload.len();
+            out.push(r);
+        }
     }
-    if out.first().is_some_and(|r| r.index != after + 1) || out.len() as u64 != upto - after {
+    let contiguous = out.first().is_none_or(|r| r.index == after + 1) && out.windows(2).all(|w| w[1].index == w[0].index + 1);
+    let complete = out.len() as u64 == upto - after || (bytes >= max_bytes && !out.is_empty());
+    if !contiguous || !complete {
         return Err(StorageError::Damaged {
             file: dir.to_path_buf(),
             offset: 0,
@@ -364,7 +375,6 @@ pub fn read_range(dir: &Path, after: u64, upto: u64) -> Result<Vec<Record>, Stor
     Ok(out)
 }
 
-/// Reads one segment's records into `out`; returns the length of its valid prefix.
 /// A window onto a segment file: records are checked as it moves along, so reading a 64 MiB
 /// preallocated segment holds about one window in memory, not the whole file.
 struct Window {
@@ -422,8 +432,21 @@ impl Window {
     }
 }
 
-/// Reads and checks one segment's records into `out`. Payloads of records at or below
-/// `payloads_after` are left empty (a snapshot holds them), except the segment's last one.
+/// How much of a segment [`read_segment`] keeps.
+#[derive(Clone, Copy)]
+struct Keep {
+    /// Payloads of records at or below this are left empty (a snapshot holds them), except
+    /// the segment's last one.
+    payloads_after: u64,
+    /// Reading stops after this record...
+    stop_after: u64,
+    /// ...or once the payloads kept reach this many bytes.
+    max_bytes: usize,
+}
+
+const KEEP_ALL: Keep = Keep { payloads_after: 0, stop_after: u64::MAX, max_bytes: usize::MAX };
+
+/// Reads and checks one segment's records into `out`, as much of them as `keep` says.
 /// Returns where the records end and whether only zeros follow.
 fn read_segment(
     path: &Path,
@@ -431,7 +454,7 @@ fn read_segment(
     last_segment: bool,
     expected: &mut Option<u64>,
     out: &mut Vec<Record>,
-    payloads_after: u64,
+    keep: Keep,
 ) -> Result<(u64, bool), StorageError> {
     let io = |e| StorageError::Io(path.to_path_buf(), e);
     let damaged = |offset: u64, reason: String| StorageError::Damaged { file: path.to_path_buf(), offset, reason };
@@ -456,6 +479,7 @@ fn read_segment(
     }
     // The payload of the last record whose payload was left out, in case it is the segment's last.
     let mut skipped = Vec::new();
+    let mut kept_bytes = 0;
     let mut pos = HEADER_LEN as usize;
     loop {
         if !w.fill(pos, 1).map_err(io)? {
@@ -501,7 +525,8 @@ fn read_segment(
             return Err(damaged(pos as u64, format!("record {index} where {want} was expected")));
         }
         *expected = Some(index + 1);
-        if index > payloads_after {
+        if index > keep.payloads_after {
+            kept_bytes += payload.len();
             out.push(Record { index, term, payload: payload.to_vec() });
             skipped.clear();
         } else {
@@ -510,6 +535,9 @@ fn read_segment(
             out.push(Record { index, term, payload: Vec::new() });
         }
         pos += end;
+        if index >= keep.stop_after || kept_bytes >= keep.max_bytes {
+            return finish(out, skipped, pos as u64, false);
+        }
     }
 }
 

@@ -223,6 +223,40 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_catches_up_from_log_files_the_leader_no_longer_caches() {
+    if std::env::var("FERROZK_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("FERROZK_TEST_LOG")).try_init();
+    }
+    let p = plan("logfiles", 3);
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(Some(start(&p, id, false).await));
+    }
+    let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
+    let behind = (leader + 1) % 3;
+    servers[behind].take().unwrap().shutdown().await;
+    // More bytes of writes than the leader keeps in memory (16 MiB), and no snapshot (the
+    // default snapCount is far off): the entries the member misses come from the files.
+    let c = connect(p.clients[leader]).await;
+    for i in 0..40 {
+        let value = vec![b'a' + (i % 26) as u8; 900_000];
+        c.create(&format!("/big{i}"), &value, open_acl(), CreateMode::Persistent).await.unwrap();
+    }
+    drop(c);
+    let leader_dir = p.root.join(format!("m{}", leader + 1)).join("snapshots");
+    assert_eq!(std::fs::read_dir(&leader_dir).map(|d| d.count()).unwrap_or(0), 0, "the leader took a snapshot");
+    servers[behind] = Some(start(&p, behind as u64 + 1, false).await);
+    wait_for_equal_digests(&servers.iter().flatten().collect::<Vec<_>>()).await;
+    let c = connect(p.clients[behind]).await;
+    assert_eq!(c.get_data("/big0").await.unwrap().0, vec![b'a'; 900_000]);
+    drop(c);
+    for s in servers.into_iter().flatten() {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconfig_adds_and_removes_an_observer_with_zookeepers_errors() {
     let p = plan("reconfig", 3);
     let tune = |c: &mut ServerConfig| {
