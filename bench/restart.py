@@ -44,6 +44,16 @@ def last_node(port):
     return "/restart-marker", count
 
 
+def mntr(port):
+    """`mntr` as a dict: the tree's own size (paths and data) and its znode count."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"mntr")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return dict(line.split("\t", 1) for line in out.decode().splitlines() if "\t" in line)
+
+
 def time_to_readable(port, path, t0):
     """Polls with raw ZooKeeper frames (no client library start-up cost) until getData works."""
     import struct
@@ -91,16 +101,19 @@ def run(kind):
     p = start(kind, d, port)
     readable = time_to_readable(port, path, t0)
     rss = rss_mb(p.pid)
+    m = mntr(port)
+    tree_mb = (int(m["zk_approximate_data_size"]) + 100 * int(m["zk_znode_count"])) / 2**20
     p.send_signal(signal.SIGTERM); p.wait(30)
     snap = ""
     if kind == "ferrozk":
         log = open(os.path.join(d, "server.log")).read()
         m = re.findall(r"snapshot written .*?nodes=(\d+) ms=(\d+)", log)
-        sizes = [os.path.getsize(os.path.join(d, "data/snapshots", f)) for f in os.listdir(os.path.join(d, "data/snapshots"))]
+        snaps = os.path.join(d, "data/snapshots")
+        sizes = [os.path.getsize(os.path.join(snaps, f)) for f in os.listdir(snaps)] if os.path.isdir(snaps) else []
         if m:
             snap = f"last snapshot: {m[-1][0]} nodes in {m[-1][1]} ms, {max(sizes)/1e6:.0f} MB"
     shutil.rmtree(d, ignore_errors=True)
-    return {"populate_s": populate, "nodes": count, "disk_mb": int(du) / 1e6, "readable_s": readable, "rss_mb": rss, "snap": snap}
+    return {"populate_s": populate, "nodes": count, "disk_mb": int(du) / 1e6, "readable_s": readable, "rss_mb": rss, "snap": snap, "target_mb": tree_mb}
 
 
 def main():
@@ -110,6 +123,7 @@ def main():
     print("|---|---|---|---|")
     print(f"| time until the last znode is readable after a restart | {fz['readable_s']:.2f} s | {zk['readable_s']:.2f} s | {fz['readable_s']/zk['readable_s']:.2f} |")
     print(f"| peak RSS after the restart | {fz['rss_mb']:.0f} MB | {zk['rss_mb']:.0f} MB | {fz['rss_mb']/zk['rss_mb']:.2f} |")
+    print(f"| RSS target: paths and data + 100 B a znode (ferrozk's mntr) | {fz['target_mb']:.0f} MB | | {fz['rss_mb']/fz['target_mb']:.2f} of it |")
     print(f"| data on disk | {fz['disk_mb']:.0f} MB | {zk['disk_mb']:.0f} MB | {fz['disk_mb']/zk['disk_mb']:.2f} |")
     print(f"| writing the tree (create workload) | {fz['populate_s']:.1f} s | {zk['populate_s']:.1f} s | {fz['populate_s']/zk['populate_s']:.2f} |")
     print(f"\n{fz['snap']}")

@@ -3,8 +3,8 @@
 //!
 //! A znode of 100 bytes cost ~470 bytes when each node was a boxed struct under its full path
 //! in a hash map, with its name again in its parent's `BTreeSet` (bench/README.md). Here a node
-//! is a 48-byte slot (links, child count, the Stat fields a child's create or delete changes) and
-//! one allocation with its name, the rest of its Stat (varints) and its data. Full paths are not
+//! is a 40-byte slot (links, child count, the Stat fields a child's create or delete changes) and
+//! one allocation with its name, the rest of its Stat (varints), its ACL and its data. Full paths are not
 //! stored; siblings are linked through their slots; the index holds 4-byte slot numbers.
 
 use std::alloc::{self, Layout};
@@ -40,7 +40,6 @@ struct Slot {
     next: u32,
     prev: u32,
     num_children: u32,
-    acl: u32,
     cversion: i32,
 }
 
@@ -69,13 +68,12 @@ impl Store {
         };
         s.slots.push(Slot {
             pzxid: root.stat.pzxid,
-            blob: Some(encode("", &root.stat, root.data.as_deref())),
+            blob: Some(encode("", &root.stat, root.data.as_deref(), root.acl)),
             parent: NONE,
             first_child: NONE,
             next: NONE,
             prev: NONE,
             num_children: 0,
-            acl: root.acl,
             cversion: root.stat.cversion,
         });
         s.live = 1;
@@ -154,13 +152,12 @@ impl Store {
         let first = self.slots[parent as usize].first_child;
         let slot = Slot {
             pzxid: stat.pzxid,
-            blob: Some(encode(name, stat, data)),
+            blob: Some(encode(name, stat, data, acl)),
             parent,
             first_child: NONE,
             next: first,
             prev: NONE,
             num_children: 0,
-            acl,
             cversion: stat.cversion,
         };
         let id = if self.free != NONE {
@@ -221,9 +218,8 @@ impl Store {
 
     pub fn set_parts(&mut self, id: u32, stat: &StatPersisted, data: Option<&[u8]>, acl: u32) {
         let s = &mut self.slots[id as usize];
-        let blob = encode_with_name(s.blob.as_ref().map_or(&b""[..], |b| name_of(b.bytes())), stat, data);
+        let blob = encode_with_name(s.blob.as_ref().map_or(&b""[..], |b| name_of(b.bytes())), stat, data, acl);
         s.blob = Some(blob);
-        s.acl = acl;
         s.pzxid = stat.pzxid;
         s.cversion = stat.cversion;
     }
@@ -232,8 +228,7 @@ impl Store {
     pub fn set_meta(&mut self, id: u32, stat: &StatPersisted, acl: u32) {
         let s = &mut self.slots[id as usize];
         let old = s.blob.take().expect("a live node");
-        s.blob = Some(encode_with_name(name_of(old.bytes()), stat, decode(old.bytes()).data));
-        s.acl = acl;
+        s.blob = Some(encode_with_name(name_of(old.bytes()), stat, decode(old.bytes()).data, acl));
         s.pzxid = stat.pzxid;
         s.cversion = stat.cversion;
     }
@@ -308,11 +303,11 @@ impl<'a> NodeRef<'a> {
     }
 
     pub fn acl_id(&self) -> u32 {
-        self.slot().acl
+        self.decoded().acl
     }
 
     pub fn acl(&self) -> &'a Arc<Vec<Acl>> {
-        self.store.acl(self.slot().acl)
+        self.store.acl(self.acl_id())
     }
 
     pub fn num_children(&self) -> usize {
@@ -386,17 +381,17 @@ impl<'a> NodeRef<'a> {
     }
 }
 
-/// A node's name, the Stat fields not kept in its slot, and its data, in one allocation.
-/// Layout: varint name length, name, then zigzag varints version, aversion, mzxid,
-/// mzxid - czxid, mtime, mtime - ctime, ephemeralOwner, then varint data length + 1 (0: no
-/// data) and the data. The differences are nearly always 0 or small, so a typical Stat takes
+/// A node's name, the Stat fields not kept in its slot, its ACL and its data, in one
+/// allocation. Layout: varint name length, name, then zigzag varints version, aversion, mzxid,
+/// mzxid - czxid, mtime, mtime - ctime, ephemeralOwner, then varints ACL index and data length
+/// + 1 (0: no data), and the data. The differences are nearly always 0 or small, so a typical Stat takes
 /// about 15 bytes instead of 60.
-fn encode(name: &str, st: &StatPersisted, data: Option<&[u8]>) -> Blob {
-    encode_with_name(name.as_bytes(), st, data)
+fn encode(name: &str, st: &StatPersisted, data: Option<&[u8]>, acl: u32) -> Blob {
+    encode_with_name(name.as_bytes(), st, data, acl)
 }
 
-fn encode_with_name(name: &[u8], st: &StatPersisted, data: Option<&[u8]>) -> Blob {
-    let mut head = [0u8; 10 * 9];
+fn encode_with_name(name: &[u8], st: &StatPersisted, data: Option<&[u8]>, acl: u32) -> Blob {
+    let mut head = [0u8; 10 * 10];
     let mut n = 0;
     let mut put = |v: u64| {
         let mut v = v;
@@ -418,6 +413,7 @@ fn encode_with_name(name: &[u8], st: &StatPersisted, data: Option<&[u8]>) -> Blo
     put(zz(st.mtime));
     put(zz(st.mtime.wrapping_sub(st.ctime)));
     put(zz(st.ephemeral_owner));
+    put(acl as u64);
     let n = put(data.map_or(0, |d| d.len() as u64 + 1));
     Blob::new(&[&head[..name_end], name, &head[name_end..n], data.unwrap_or_default()])
 }
@@ -430,6 +426,7 @@ struct Decoded<'a> {
     mtime: i64,
     ctime: i64,
     owner: i64,
+    acl: u32,
     data: Option<&'a [u8]>,
 }
 
@@ -468,9 +465,10 @@ fn decode(b: &[u8]) -> Decoded<'_> {
     let mtime = next();
     let ctime = mtime.wrapping_sub(next());
     let owner = next();
+    let acl = varint(b, &mut at) as u32;
     let tag = varint(b, &mut at) as usize;
     let data = (tag > 0).then(|| &b[at..at + tag - 1]);
-    Decoded { version, aversion, mzxid, czxid, mtime, ctime, owner, data }
+    Decoded { version, aversion, mzxid, czxid, mtime, ctime, owner, acl, data }
 }
 
 /// Bytes behind one thin pointer, their length in front: 8 bytes in a slot where a `Box<[u8]>`
@@ -530,7 +528,7 @@ mod tests {
     fn node(data: Option<&[u8]>, czxid: i64) -> Node {
         Node {
             data: data.map(<[u8]>::to_vec),
-            acl: 0,
+            acl: 300,
             stat: StatPersisted {
                 czxid,
                 mzxid: czxid.wrapping_add(5),
@@ -578,6 +576,11 @@ mod tests {
         s.walk(ROOT, "/", |p, _| seen.push(p.to_string()));
         seen.sort();
         assert_eq!(seen, ["/", "/a", "/a/c\u{e9}", "/d"]);
+    }
+
+    #[test]
+    fn a_slot_stays_forty_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 40);
     }
 
     #[test]

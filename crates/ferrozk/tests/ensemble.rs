@@ -235,7 +235,7 @@ async fn a_member_behind_catches_up_from_log_files_the_leader_no_longer_caches()
     let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
     let behind = (leader + 1) % 3;
     servers[behind].take().unwrap().shutdown().await;
-    // More bytes of writes than the leader keeps in memory (16 MiB), and no snapshot (the
+    // More bytes of writes than the leader keeps in memory (8 MiB), and no snapshot (the
     // default snapCount is far off): the entries the member misses come from the files.
     let c = connect(p.clients[leader]).await;
     for i in 0..40 {
