@@ -99,7 +99,7 @@ pub struct Command {
 /// AppendEntries may in a debug build). bincode writes both the same way (a u64 length, then
 /// the bytes), so logs written before read back unchanged.
 mod opt_bytes {
-    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::de::{Deserializer, Visitor};
     use serde::{Deserialize, Serialize, Serializer};
 
     struct Bytes<'a>(&'a [u8]);
@@ -139,14 +139,6 @@ mod opt_bytes {
         }
 
         fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Buf, E> {
-            Ok(Buf(v))
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Buf, A::Error> {
-            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-            while let Some(b) = seq.next_element()? {
-                v.push(b);
-            }
             Ok(Buf(v))
         }
     }

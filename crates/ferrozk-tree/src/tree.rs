@@ -569,11 +569,7 @@ impl DataTree {
         self.track(&full, owner, true);
         let out_stat = self.store.get(id).stat();
         let child = child.to_string();
-        if parent.starts_with(quota::QUOTA_ROOT) {
-            let real = &parent[quota::QUOTA_ROOT.len()..];
-            if child == quota::LIMIT_NODE {
-                self.quota_roots.insert(real.to_string());
-            }
+        if let Some(real) = parent.strip_prefix(quota::QUOTA_ROOT) {
             if child == quota::STAT_NODE {
                 self.recount_quota(real);
             }
@@ -631,9 +627,6 @@ impl DataTree {
         self.save(p);
         let node = self.store.remove(id);
         self.track(p, node.stat.ephemeral_owner, false);
-        if parent.starts_with("/zookeeper") && child == quota::LIMIT_NODE && parent.starts_with(quota::QUOTA_ROOT) {
-            self.quota_roots.remove(&parent[quota::QUOTA_ROOT.len()..]);
-        }
         if let Some(prefix) = self.max_quota_prefix(p) {
             self.update_quota_stat(&prefix, -node.data.as_ref().map_or(0, |d| d.len() as i64), -1);
         }
@@ -735,8 +728,9 @@ impl DataTree {
                 }
             }
         }
-        if p.starts_with(quota::QUOTA_ROOT) && p.ends_with(quota::LIMIT_NODE) && p.len() > quota::QUOTA_ROOT.len() + quota::LIMIT_NODE.len() {
-            let real = &p[quota::QUOTA_ROOT.len()..p.len() - quota::LIMIT_NODE.len() - 1];
+        // A quota's limits node, `/zookeeper/quota<path>/zookeeper_limits`, makes <path> a quota root.
+        let real = p.strip_prefix(quota::QUOTA_ROOT).and_then(|r| r.strip_suffix(quota::LIMIT_NODE)).and_then(|r| r.strip_suffix('/'));
+        if let Some(real) = real {
             if present {
                 self.quota_roots.insert(real.to_string());
             } else {

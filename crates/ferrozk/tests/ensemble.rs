@@ -186,20 +186,32 @@ async fn an_observer_serves_clients_without_voting() {
     let _ = std::fs::remove_dir_all(&p.root);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_far_behind_catches_up_from_a_snapshot() {
+/// `FERROZK_TEST_LOG=info` (an EnvFilter) shows the members' logs.
+fn init_test_log() {
     if std::env::var("FERROZK_TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("FERROZK_TEST_LOG")).try_init();
     }
-    let p = plan("snapshot", 3);
-    let small = |c: &mut ServerConfig| c.snap_count = 20;
+}
+
+/// Starts every member of `p`, then stops one follower: the members (the stopped one `None`),
+/// the leader's position and the stopped follower's.
+async fn start_with_a_follower_down(p: &Plan, tune: impl Fn(&mut ServerConfig) + Copy) -> (Vec<Option<Server>>, usize, usize) {
     let mut servers = Vec::new();
-    for id in 1..=3 {
-        servers.push(Some(start_with(&p, id, small).await));
+    for id in 1..=p.members.len() as u64 {
+        servers.push(Some(start_with(p, id, tune).await));
     }
     let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
-    let behind = (leader + 1) % 3;
+    let behind = (leader + 1) % servers.len();
     servers[behind].take().unwrap().shutdown().await;
+    (servers, leader, behind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_far_behind_catches_up_from_a_snapshot() {
+    init_test_log();
+    let p = plan("snapshot", 3);
+    let small = |c: &mut ServerConfig| c.snap_count = 20;
+    let (mut servers, leader, behind) = start_with_a_follower_down(&p, small).await;
     // Far more entries than the leader keeps behind its snapshots (two snapCounts).
     let c = connect(p.clients[leader]).await;
     for i in 0..300 {
@@ -224,17 +236,9 @@ async fn a_member_far_behind_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_behind_catches_up_from_log_files_the_leader_no_longer_caches() {
-    if std::env::var("FERROZK_TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("FERROZK_TEST_LOG")).try_init();
-    }
+    init_test_log();
     let p = plan("logfiles", 3);
-    let mut servers = Vec::new();
-    for id in 1..=3 {
-        servers.push(Some(start(&p, id, false).await));
-    }
-    let leader = wait_for_leader(&servers.iter().flatten().collect::<Vec<_>>()).await;
-    let behind = (leader + 1) % 3;
-    servers[behind].take().unwrap().shutdown().await;
+    let (mut servers, leader, behind) = start_with_a_follower_down(&p, |_| {}).await;
     // More bytes of writes than the leader keeps in memory (8 MiB), and no snapshot (the
     // default snapCount is far off): the entries the member misses come from the files.
     let c = connect(p.clients[leader]).await;
@@ -245,7 +249,7 @@ async fn a_member_behind_catches_up_from_log_files_the_leader_no_longer_caches()
     drop(c);
     let leader_dir = p.root.join(format!("m{}", leader + 1)).join("snapshots");
     assert_eq!(std::fs::read_dir(&leader_dir).map(|d| d.count()).unwrap_or(0), 0, "the leader took a snapshot");
-    servers[behind] = Some(start(&p, behind as u64 + 1, false).await);
+    servers[behind] = Some(start_with(&p, behind as u64 + 1, |_| {}).await);
     wait_for_equal_digests(&servers.iter().flatten().collect::<Vec<_>>()).await;
     let c = connect(p.clients[behind]).await;
     assert_eq!(c.get_data("/big0").await.unwrap().0, vec![b'a'; 900_000]);
