@@ -15,8 +15,9 @@
 //! reuses this log instead of keeping a second one. A new segment starts once the current one
 //! passes 64 MiB; the directory is fsynced after a segment is created or removed. A segment is
 //! created at its full 64 MiB (zeros past the records), so that an fdatasync after an append
-//! need not record a new file size (about a quarter off each fsync here); a finished segment is
-//! cut to its records before the next one starts.
+//! need not record a new file size (about a quarter off each fsync here), and zeros are written
+//! a MiB ahead of the records, so that it need not allocate blocks either; a finished segment
+//! is cut to its records before the next one starts.
 //!
 //! # Life cycle
 //!
@@ -30,6 +31,7 @@ pub mod snap;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"FZKWAL01";
@@ -73,9 +75,17 @@ pub struct Wal {
     file: File,
     path: PathBuf,
     size: u64,
+    /// The segment's blocks up to here hold records or written zeros; past it the file may be
+    /// sparse. Zeros are written ahead of the records (`ZERO_AHEAD` at a time) so that an
+    /// fdatasync after an append only writes data: appending into a hole makes each fsync
+    /// also allocate blocks and write that metadata (a third wait and ~15% more CPU a sync).
+    zeroed: u64,
     next_index: u64,
     buf: Vec<u8>,
 }
+
+const ZERO_AHEAD: u64 = 1 << 20;
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}.wal")
@@ -151,7 +161,7 @@ impl Wal {
                 (p, f, HEADER_LEN)
             }
         };
-        Ok((Wal { dir: dir.to_path_buf(), file, path, size, next_index, buf: Vec::new() }, records))
+        Ok((Wal { dir: dir.to_path_buf(), file, path, size, zeroed: size, next_index, buf: Vec::new() }, records))
     }
 
     /// The index the next appended record gets.
@@ -180,6 +190,16 @@ impl Wal {
             self.size += self.buf.len() as u64;
             self.buf.clear();
         }
+        if self.size + ZERO_AHEAD / 2 > self.zeroed && self.zeroed < SEGMENT_BYTES {
+            let mut at = self.zeroed.max(self.size);
+            let end = (self.size + ZERO_AHEAD).min(SEGMENT_BYTES);
+            while at < end {
+                let n = (end - at).min(ZEROS.len() as u64) as usize;
+                self.file.write_all_at(&ZEROS[..n], at)?;
+                at += n as u64;
+            }
+            self.zeroed = end;
+        }
         Ok(())
     }
 
@@ -198,6 +218,7 @@ impl Wal {
         self.path = path;
         self.file = file;
         self.size = HEADER_LEN;
+        self.zeroed = HEADER_LEN;
         Ok(())
     }
 
@@ -224,12 +245,14 @@ impl Wal {
                 self.file = f;
                 self.path = path.clone();
                 self.size = offset;
+                self.zeroed = offset;
             }
             None => {
                 let (p, f) = create_segment(&self.dir, index).map_err(io(&self.dir))?;
                 self.file = f;
                 self.path = p;
                 self.size = HEADER_LEN;
+                self.zeroed = HEADER_LEN;
             }
         }
         fsync_dir(&self.dir).map_err(io(&self.dir))?;
@@ -249,6 +272,7 @@ impl Wal {
         self.file = f;
         self.path = p;
         self.size = HEADER_LEN;
+        self.zeroed = HEADER_LEN;
         self.next_index = next;
         Ok(())
     }
@@ -412,7 +436,6 @@ impl Window {
 
     /// Whether only zeros (or nothing) follow `pos`; the window itself is left where it is.
     fn zeros_from(&self, pos: usize) -> io::Result<bool> {
-        use std::os::unix::fs::FileExt;
         let buffered_end = self.start + self.buf.len();
         if pos < buffered_end && self.buf[pos - self.start..].iter().any(|b| *b != 0) {
             return Ok(false);
@@ -568,6 +591,19 @@ mod tests {
             wal.append(0, format!("entry {}", start + i).as_bytes()).unwrap();
         }
         wal.sync().unwrap();
+    }
+
+    #[test]
+    fn zeros_are_written_ahead_of_the_records() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tmpdir("zero-ahead");
+        write_n(&d, 1);
+        let (_, path) = list_segments(&d).unwrap().pop().unwrap();
+        // Blocks written, not a hole: appends then overwrite them and a sync writes only data.
+        assert!(fs::metadata(&path).unwrap().blocks() * 512 >= ZERO_AHEAD);
+        let (_, recs) = Wal::open(&d).unwrap();
+        assert_eq!(recs.len(), 1);
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
