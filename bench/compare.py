@@ -6,6 +6,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FERROZK = os.environ.get("FERROZK_BIN", os.path.join(ROOT, "target/release/ferrozk"))
 ZK_CP = "/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/*"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+# The create workload makes this many znodes (no warm-up), not as many as fit in SECONDS: the
+# servers then hold the same tree, so that their memory is compared on the same data (a
+# faster server would otherwise be measured holding more znodes).
+CREATE_COUNT = int(os.environ.get("BENCH_CREATE_COUNT", "300000"))
 # lock: 8 contenders in one `ferrozk bench`; lock-procs: 8 `ferrozk bench` processes of one
 # contender each on the same lock (as the Redis processes); watch: 32 watchers, one writer;
 # create-1x1: one session, one request in flight (sequential write latency).
@@ -71,10 +75,23 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def bench_cmd(server, workload, sessions, inflight, root):
+def bench_cmd(server, workload, sessions, inflight, root, count=None):
+    length = ["--count", str(count), "--no-warmup"] if count else ["--duration", str(SECONDS)]
     return [FERROZK, "bench", "--servers", f"127.0.0.1:{server.port}", "--workload", workload,
-            "--sessions", str(sessions), "--inflight", str(inflight), "--duration", str(SECONDS),
-            "--json", "--root", root]
+            "--sessions", str(sessions), "--inflight", str(inflight), *length, "--json", "--root", root]
+
+
+def znode_count(port):
+    """zk_znode_count from `mntr` (-1 if it cannot be read)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"mntr"); out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        m = re.search(rb"zk_znode_count\s+(\d+)", out)
+        return int(m.group(1)) if m else -1
+    except OSError:
+        return -1
 
 
 def bench(server, name):
@@ -103,12 +120,15 @@ def bench(server, name):
             sessions, inflight = WATCHERS, 1
         elif name == "create-1x1":
             workload, sessions, inflight = "create", 1, 1
-        out = subprocess.run(bench_cmd(server, workload, sessions, inflight, f"/bench-{name}"),
+        count = CREATE_COUNT if name == "create" else None
+        out = subprocess.run(bench_cmd(server, workload, sessions, inflight, f"/bench-{name}", count),
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout)
+        r["warmup_s"] = 0 if count else 1
     r["server_cpu_s"] = server.cpu_seconds() - cpu0
     # CPU per 1,000 requests, counting the warm-up second's requests too (they used CPU).
-    r["cpu_ms_per_1k"] = 1000 * r["server_cpu_s"] / (max(r["ops"], 1) * (1 + 1 / SECONDS)) * 1000
+    requests = max(r["ops"], 1) + r["throughput"] * r.get("warmup_s", 1)
+    r["cpu_ms_per_1k"] = 1000 * r["server_cpu_s"] / requests * 1000
     return r
 
 
@@ -194,7 +214,8 @@ def main():
     began = time.time()
     configs = [("ferrozk", "ferrozk", ()), ("zookeeper (Debian defaults)", "zookeeper", ()),
                ("zookeeper (-Xms1g -Xmx1g)", "zookeeper", ("-Xms1g", "-Xmx1g"))]
-    estimate = len(configs) * (len(WORKLOADS) * (SECONDS + 1.5) + SECONDS + 5) + SECONDS + 10
+    # (create takes CREATE_COUNT / ~20k ops/s at most, about SECONDS + 5)
+    estimate = len(configs) * (len(WORKLOADS) * (SECONDS + 1.5) + SECONDS + 10) + SECONDS + 10
     print(f"about {estimate / 60:.0f} minutes ({SECONDS:g} s per workload)", flush=True)
     if estimate > 14 * 60:
         print("warning: over 15 minutes; lower BENCH_SECONDS", flush=True)
@@ -214,7 +235,8 @@ def main():
             res["load_gen"] = load_gen(s)
             print(f"   load_gen {res['load_gen']['ops_per_s']:.0f} ops/s", flush=True)
             res["peak_rss_mb"] = s.peak_rss_mb()
-            print(f"   peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+            res["znodes"] = znode_count(s.port)
+            print(f"   peak RSS {res['peak_rss_mb']:.0f} MB, {res['znodes']} znodes", flush=True)
         finally:
             s.stop()
         results[label] = res
@@ -304,7 +326,7 @@ def write_report(results):
         pass
     lines = [f"Run {date} on {os.cpu_count()} cores ({cpu}), `bash bench/compare.sh` "
              f"(`ferrozk bench`, {SESSIONS} sessions x {INFLIGHT} in flight unless the row says otherwise, 100 B values, {SECONDS:g} s per workload "
-             "after 1 s warm-up; fsync on for both). Ratios are ferrozk / ZooKeeper; for throughput higher is "
+             f"after 1 s warm-up, but create: {CREATE_COUNT} znodes and no warm-up, so both servers hold the same tree; fsync on for both). Ratios are ferrozk / ZooKeeper; for throughput higher is "
              "better, for latency, CPU and memory lower is better.", ""]
     zks = [l for l in results if l != "ferrozk" and isinstance(results[l], dict) and "peak_rss_mb" in results[l]]
     for label in zks:
@@ -320,7 +342,8 @@ def write_report(results):
         lg = fz["load_gen"]["ops_per_s"] / max(zk["load_gen"]["ops_per_s"], 1e-9)
         lines += ["", f"C client `load_gen` (a client no one here wrote): {fz['load_gen']['ops_per_s']:.0f} vs "
                   f"{zk['load_gen']['ops_per_s']:.0f} ops/s, ratio {lg:.2f}x. Peak RSS: {fz['peak_rss_mb']:.0f} MB vs "
-                  f"{zk['peak_rss_mb']:.0f} MB, ratio {fz['peak_rss_mb']/zk['peak_rss_mb']:.3f}.", ""]
+                  f"{zk['peak_rss_mb']:.0f} MB, ratio {fz['peak_rss_mb']/zk['peak_rss_mb']:.3f}, holding "
+                  f"{fz.get('znodes', -1)} vs {zk.get('znodes', -1)} znodes at the end.", ""]
     lines += recipe_lines(results, zks)
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench/results", datetime.datetime.utcnow().strftime("%Y%m%d-%H%M") + ".json"), "w") as f:
