@@ -343,7 +343,7 @@ impl Shared {
 
     /// Proposes a client's write; it is answered on its connection, in order, once applied.
     pub fn submit_write(&self, txn: Txn, reply: Reply) {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(256);
         txn.encode(&mut bytes);
         self.submit(Some(bytes), reply);
     }

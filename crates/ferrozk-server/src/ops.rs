@@ -9,7 +9,8 @@ use crate::core::{notification_frame, ConnId, Core};
 
 /// A framed reply: header, then the body if there is one.
 pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for a header, a Stat and a small value without growing step by step.
+    let mut out = Vec::with_capacity(256);
     write_frame(&mut out, |b| {
         ReplyHeader { xid, zxid, err }.encode(b);
         if let Some(body) = body {

@@ -2,32 +2,34 @@
 
 /// Why a path is not a valid znode path.
 pub fn path_error(path: &str) -> Option<&'static str> {
-    let b: Vec<char> = path.chars().collect();
+    // '/', '.' and NUL are ASCII, and an ASCII byte never occurs inside a multi-byte UTF-8
+    // character: the checks around them look at bytes, and nothing is allocated.
+    let b = path.as_bytes();
     if b.is_empty() {
         return Some("Path length must be > 0");
     }
-    if b[0] != '/' {
+    if b[0] != b'/' {
         return Some("Path must start with / character");
     }
     if b.len() == 1 {
         return None;
     }
-    if b[b.len() - 1] == '/' {
+    if b[b.len() - 1] == b'/' {
         return Some("Path must not end with / character");
     }
+    let ends_name = |i: usize| i + 1 == b.len() || b[i + 1] == b'/';
     let mut last = '/';
-    for i in 1..b.len() {
-        let c = b[i];
+    for (i, c) in path.char_indices().skip(1) {
         if c == '\0' {
             return Some("null character not allowed");
         } else if c == '/' && last == '/' {
             return Some("empty node name specified");
         } else if c == '.' && last == '.' {
-            if b[i - 2] == '/' && (i + 1 == b.len() || b[i + 1] == '/') {
+            if b[i - 2] == b'/' && ends_name(i) {
                 return Some("relative paths not allowed");
             }
         } else if c == '.' {
-            if b[i - 1] == '/' && (i + 1 == b.len() || b[i + 1] == '/') {
+            if b[i - 1] == b'/' && ends_name(i) {
                 return Some("relative paths not allowed");
             }
         } else if is_invalid_char(c) {
@@ -83,13 +85,18 @@ mod tests {
 
     #[test]
     fn zookeeper_path_rules() {
-        for ok in ["/", "/a", "/a/b", "/a.b", "/..a", "/a/...", "/ü"] {
+        for ok in ["/", "/a", "/a/b", "/a.b", "/..a", "/a/...", "/ü", "/ü..", "/ü.", "/.ü", "/ü/.ü/ü..ü"] {
             assert!(is_valid(ok), "{ok}");
         }
         for bad in ["", "a", "/a/", "//a", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a\0b", "/\u{1}",
             "/\u{e000}", "/\u{1F600}"] {
             assert!(!is_valid(bad), "{bad:?}");
         }
+        assert_eq!(path_error("/ü/.."), Some("relative paths not allowed"));
+        assert_eq!(path_error("/ü/./b"), Some("relative paths not allowed"));
+        assert_eq!(path_error("/ü//b"), Some("empty node name specified"));
+        assert_eq!(path_error("/ü\0"), Some("null character not allowed"));
+        assert_eq!(path_error("/ü\u{fff5}"), Some("invalid character"));
         assert_eq!(split("/a/b"), Some(("/a", "b")));
         assert_eq!(split("/a"), Some(("", "a")));
         assert_eq!(split("a"), None);
