@@ -148,9 +148,23 @@ mod opt_bytes {
     }
 }
 
-/// The writes of one log entry, in the order they are applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Command>);
+/// The writes of one log entry, in the order they are applied. Shared, because openraft hands
+/// out owned entries (into the in-memory log, back out to the state machine and to each
+/// follower): cloning an entry must not copy each of its writes. Encoded as the list itself.
+#[derive(Debug, Clone, Default)]
+pub struct Batch(pub Arc<Vec<Command>>);
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Batch, D::Error> {
+        Vec::<Command>::deserialize(d).map(|v| Batch(Arc::new(v)))
+    }
+}
 
 impl std::fmt::Display for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,10 +242,10 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
             EntryPayload::Membership(m) => EntryView::Membership(describe_membership(&m)),
             EntryPayload::Normal(batch) => {
                 let mut out = Vec::new();
-                for (k, c) in batch.0.into_iter().enumerate() {
-                    let txn = match c.txn {
+                for (k, c) in batch.0.iter().enumerate() {
+                    let txn = match &c.txn {
                         None => None,
-                        Some(b) => Some(Txn::decode(&mut Reader::new(&b)).map_err(|e| e.to_string())?),
+                        Some(b) => Some(Txn::decode(&mut Reader::new(b)).map_err(|e| e.to_string())?),
                     };
                     out.push((zxid_of(e.log_id.index, k), txn));
                 }
@@ -1385,7 +1399,7 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                     bytes += command_bytes(&w);
                     chunk.push(w);
                 }
-                match raft.client_write_ff(Batch(chunk)).await {
+                match raft.client_write_ff(Batch(Arc::new(chunk))).await {
                     Ok(r) => in_flight.push_back(r),
                     Err(_) => return,
                 }
@@ -1615,7 +1629,7 @@ async fn lead_reconfig(shared: &Arc<Shared>, raft: &Raft, origin: u64, token: u6
         &Txn { session: 0, time: crate::core::wall_ms(), auth: Vec::new(), op: ferrozk_tree::TxnOp::SetConfig { servers } },
         &mut txn,
     );
-    raft.client_write_ff(Batch(vec![Command { origin, token, txn: Some(txn) }])).await.map_err(|_| ErrorCode::ConnectionLoss)?;
+    raft.client_write_ff(Batch(Arc::new(vec![Command { origin, token, txn: Some(txn) }]))).await.map_err(|_| ErrorCode::ConnectionLoss)?;
     Ok(())
 }
 
@@ -1914,5 +1928,14 @@ mod tests {
             let back: Command = bincode::deserialize(&before).unwrap();
             assert_eq!(back.txn, txn);
         }
+    }
+
+    #[test]
+    fn batches_encode_as_the_list_of_their_commands() {
+        let commands = vec![Command { origin: 1, token: 2, txn: Some(vec![9; 5]) }, Command { origin: 1, token: 3, txn: None }];
+        let before = bincode::serialize(&commands).unwrap();
+        assert_eq!(bincode::serialize(&Batch(Arc::new(commands))).unwrap(), before);
+        let back: Batch = bincode::deserialize(&before).unwrap();
+        assert_eq!(back.0.iter().map(|c| (c.token, c.txn.clone())).collect::<Vec<_>>(), vec![(2, Some(vec![9; 5])), (3, None)]);
     }
 }
