@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use ferrozk_proto::frame::{check_frame, write_frame, FrameCheck};
 use ferrozk_proto::*;
 use ferrozk_tree::{acl, Txn, TxnOp};
@@ -24,10 +24,15 @@ use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Reply, ReplyTo, Shar
 use crate::fourlw;
 use crate::ops::{self, reply_frame, write_txn};
 
+const READ_ROOM: usize = 4096;
+
 struct FrameReader<R> {
     rd: R,
     buf: BytesMut,
     max: usize,
+    /// When the last read returned: the arrival time of the frames it brought (one clock read
+    /// a read, not one a frame).
+    read_at: Instant,
 }
 
 enum ReadError {
@@ -38,20 +43,27 @@ enum ReadError {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn fill(&mut self) -> Result<(), ReadError> {
+        // Room for a full read: frames split off shrink the buffer's spare capacity, and once
+        // they are dropped this reclaims it in place.
+        self.buf.reserve(READ_ROOM);
         match self.rd.read_buf(&mut self.buf).await {
             Ok(0) => Err(ReadError::Eof),
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.read_at = Instant::now();
+                Ok(())
+            }
             Err(_) => Err(ReadError::Io),
         }
     }
 
-    async fn next_frame(&mut self) -> Result<Vec<u8>, ReadError> {
+    /// The next frame's payload, split off the read buffer without a copy.
+    async fn next_frame(&mut self) -> Result<Bytes, ReadError> {
         loop {
             match check_frame(&self.buf, self.max) {
                 FrameCheck::Complete(len) => {
-                    let payload = self.buf[4..4 + len].to_vec();
-                    self.buf.advance(4 + len);
-                    return Ok(payload);
+                    let mut frame = self.buf.split_to(4 + len);
+                    frame.advance(4);
+                    return Ok(frame.freeze());
                 }
                 FrameCheck::TooLarge(n) => return Err(ReadError::TooLarge(n)),
                 FrameCheck::Incomplete => self.fill().await?,
@@ -110,7 +122,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: shared.config.jute_max_buffer };
+    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(READ_ROOM), max: shared.config.jute_max_buffer, read_at: Instant::now() };
     let conn_id = shared.next_conn_id();
     let sessionless = Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms);
     let mut auth = vec![acl::id("ip", &peer.ip().to_string())];
@@ -324,12 +336,12 @@ async fn run_session<R, W>(
             }
             Err(_) => break,
         };
-        let at = Instant::now();
+        let at = reader.read_at;
         let mut r = Reader::new(&payload);
         let Ok(hdr) = RequestHeader::decode(&mut r) else { break };
         {
             let mut core = shared.lock();
-            core.touch(&shared, session);
+            core.touch(&shared, session, at);
             core.stats.received += 1;
             if let Some(c) = core.conns.get_mut(&conn_id) {
                 c.received += 1;

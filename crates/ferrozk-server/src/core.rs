@@ -273,8 +273,14 @@ impl Shared {
 
     /// ZooKeeper's `ExpiryQueue` rounding: expiry happens on tick boundaries.
     pub fn expiry_for(&self, timeout: u64) -> u64 {
+        self.expiry_from(Instant::now(), timeout)
+    }
+
+    /// [`Shared::expiry_for`] counted from `at` instead of now.
+    pub fn expiry_from(&self, at: Instant, timeout: u64) -> u64 {
         let tick = self.config.tick_time.max(1);
-        ((self.now() + timeout) / tick + 1) * tick
+        let at = at.saturating_duration_since(self.started).as_millis() as u64;
+        ((at + timeout) / tick + 1) * tick
     }
 
     pub fn is_leader(&self) -> bool {
@@ -677,11 +683,12 @@ impl Core {
         }
     }
 
-    /// Renews a session's lease; called on every packet from its client.
-    pub fn touch(&mut self, shared: &Shared, session: i64) {
+    /// Renews a session's lease; called on every packet from its client, `received` when it
+    /// was read.
+    pub fn touch(&mut self, shared: &Shared, session: i64, received: Instant) {
         if let Some(t) = self.sessions.get_mut(&session) {
             if !t.closing {
-                t.expires_at = shared.expiry_for(t.timeout);
+                t.expires_at = shared.expiry_from(received, t.timeout);
             }
         }
         if shared.ensemble {

@@ -283,7 +283,7 @@ struct LogCache {
 /// and durable are dropped and read from the files if a follower still needs them (ZooKeeper
 /// keeps its last 500 proposals in memory likewise). Without a bound the log between two
 /// snapshots (snapCount writes, of up to 1 MB each) all stayed in memory.
-const CACHE_BYTES: usize = 8 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 fn entry_bytes(e: &Entry<TypeConfig>) -> usize {
     match &e.payload {

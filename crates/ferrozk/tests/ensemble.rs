@@ -239,7 +239,7 @@ async fn a_member_behind_catches_up_from_log_files_the_leader_no_longer_caches()
     init_test_log();
     let p = plan("logfiles", 3);
     let (mut servers, leader, behind) = start_with_a_follower_down(&p, |_| {}).await;
-    // More bytes of writes than the leader keeps in memory (8 MiB), and no snapshot (the
+    // More bytes of writes than the leader keeps in memory (4 MiB), and no snapshot (the
     // default snapCount is far off): the entries the member misses come from the files.
     let c = connect(p.clients[leader]).await;
     for i in 0..40 {
