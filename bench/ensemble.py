@@ -11,7 +11,7 @@ same client, same run, fsync on, the same zoo.cfg (tickTime=2000, initLimit=10, 
 Writes bench/results/ensemble-<date>.json and the table between the ENSEMBLE markers of
 bench/README.md.  Usage: bash bench/ensemble.sh   (BENCH_SECONDS, FAILOVERS)
 """
-import datetime, json, logging, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import datetime, json, logging, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FERROZK = os.environ.get("FERROZK_BIN", os.path.join(ROOT, "target/release/ferrozk"))
@@ -19,6 +19,9 @@ ZK_CP = "/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/s
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 FAILOVERS = int(os.environ.get("FAILOVERS", "3"))
 WORKLOADS = ["create", "set", "get", "mixed"]
+# create makes this many znodes (no warm-up) rather than running SECONDS, so that both
+# ensembles hold the same tree when their memory is compared (see compare.py).
+CREATE_COUNT = int(os.environ.get("BENCH_ENSEMBLE_CREATE_COUNT", "100000"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -116,12 +119,15 @@ class Ensemble:
 
 def bench(ens, workload):
     cpu0 = sum(m.cpu() for m in ens.members)
+    length = ["--count", str(CREATE_COUNT), "--no-warmup"] if workload == "create" else ["--duration", str(SECONDS)]
     out = subprocess.run([FERROZK, "bench", "--servers", ens.hosts, "--workload", workload, "--sessions", "9",
-                          "--inflight", "8", "--duration", str(SECONDS), "--json", "--root", f"/bench-{workload}"],
+                          "--inflight", "8", *length, "--json", "--root", f"/bench-{workload}"],
                          capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     r["server_cpu_s"] = sum(m.cpu() for m in ens.members) - cpu0
-    r["cpu_ms_per_1k"] = 1000 * r["server_cpu_s"] / (r["ops"] * (1 + 1 / SECONDS)) * 1000
+    # Counting the warm-up second's requests too (they used CPU); create has none.
+    requests = r["ops"] + (0 if workload == "create" else r["throughput"])
+    r["cpu_ms_per_1k"] = 1000 * r["server_cpu_s"] / requests * 1000
     return r
 
 
@@ -180,7 +186,9 @@ def main():
                 print(f"   {w:<7} {res[w]['throughput']:>8.0f} ops/s  p50 {res[w]['latency_ms']['p50']:.3f} ms  "
                       f"p99 {res[w]['latency_ms']['p99']:.3f} ms  cpu {res[w]['cpu_ms_per_1k']:.1f} ms/1k", flush=True)
             res["rss_mb"] = [m.rss_mb() for m in ens.members]
-            print(f"   peak RSS per member {', '.join('%.0f' % r for r in res['rss_mb'])} MB", flush=True)
+            counts = [re.search(r"zk_znode_count\s+(\d+)", four(m.port, "mntr")) for m in ens.members]
+            res["znodes"] = max((int(c.group(1)) for c in counts if c), default=-1)
+            print(f"   peak RSS per member {', '.join('%.0f' % r for r in res['rss_mb'])} MB, {res['znodes']} znodes", flush=True)
             res["failover_s"] = failover(ens)
         finally:
             ens.stop()
@@ -193,7 +201,8 @@ def report(results):
     date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Run {date} on {os.cpu_count()} cores, `bash bench/ensemble.sh` (3 members each on loopback, "
              f"tickTime=2000, fsync on; `ferrozk bench` 9 sessions x 8 in flight spread over the members, "
-             f"100 B values, {SECONDS:g} s per workload). Ratios are ferrozk / ZooKeeper.", "",
+             f"100 B values, {SECONDS:g} s per workload after 1 s warm-up, but create: {CREATE_COUNT} znodes and no warm-up, "
+             f"so both ensembles hold the same tree). Ratios are ferrozk / ZooKeeper.", "",
              "| workload | ferrozk ops/s | ZooKeeper ops/s | throughput | p50 | p99 | server CPU per request |",
              "|---|---|---|---|---|---|---|"]
     for w in WORKLOADS:
@@ -204,7 +213,8 @@ def report(results):
     rf, rz = statistics.mean(fz["rss_mb"]), statistics.mean(zk["rss_mb"])
     ff, fzk = statistics.median(fz["failover_s"]), statistics.median(zk["failover_s"])
     lines += ["", f"Peak RSS per member: {', '.join('%.0f' % r for r in fz['rss_mb'])} MB vs "
-              f"{', '.join('%.0f' % r for r in zk['rss_mb'])} MB (mean ratio {rf/rz:.3f}).",
+              f"{', '.join('%.0f' % r for r in zk['rss_mb'])} MB (mean ratio {rf/rz:.3f}), holding {fz.get('znodes', -1)} vs "
+              f"{zk.get('znodes', -1)} znodes at the end.",
               f"Failover (leader SIGKILLed, kill to the acknowledgement of the first write sent after it, median of {FAILOVERS}): "
               f"{ff:.2f} s vs {fzk:.2f} s (ratio {ff/fzk:.2f}); each: "
               f"{', '.join('%.2f' % x for x in fz['failover_s'])} vs {', '.join('%.2f' % x for x in zk['failover_s'])} s.", ""]
