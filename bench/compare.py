@@ -81,15 +81,20 @@ def bench_cmd(server, workload, sessions, inflight, root, count=None):
             "--sessions", str(sessions), "--inflight", str(inflight), *length, "--json", "--root", root]
 
 
+def mntr(port):
+    """`mntr` as a dict of its tab-separated lines."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"mntr")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return dict(line.split("\t", 1) for line in out.decode().splitlines() if "\t" in line)
+
+
 def znode_count(port):
     """zk_znode_count from `mntr` (-1 if it cannot be read)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"mntr"); out = b""
-            while chunk := s.recv(65536):
-                out += chunk
-        m = re.search(rb"zk_znode_count\s+(\d+)", out)
-        return int(m.group(1)) if m else -1
+        return int(mntr(port).get("zk_znode_count", -1))
     except OSError:
         return -1
 

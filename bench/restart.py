@@ -7,7 +7,7 @@ the ferrozk/ZooKeeper ratios."""
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import FERROZK, ZK_CP, free_port, ruok  # noqa: E402
+from compare import FERROZK, ZK_CP, free_port, mntr, ruok  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_RESTART_N", "1000000"))
 SESSIONS = 8
@@ -42,16 +42,6 @@ def last_node(port):
     count = zk.get_all_children_number("/ferrozk-bench") if hasattr(zk, "get_all_children_number") else N
     zk.stop(); zk.close()
     return "/restart-marker", count
-
-
-def mntr(port):
-    """`mntr` as a dict: the tree's own size (paths and data) and its znode count."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"mntr")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return dict(line.split("\t", 1) for line in out.decode().splitlines() if "\t" in line)
 
 
 def time_to_readable(port, path, t0):

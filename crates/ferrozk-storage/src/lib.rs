@@ -190,6 +190,19 @@ impl Wal {
             self.size += self.buf.len() as u64;
             self.buf.clear();
         }
+        Ok(())
+    }
+
+    /// Writes what was appended and waits until it is on stable storage.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.zero_ahead()?;
+        self.file.sync_data()
+    }
+
+    /// Keeps written zeros at least half of `ZERO_AHEAD` past the records (only before a sync:
+    /// a segment being cut or rolled needs none).
+    fn zero_ahead(&mut self) -> io::Result<()> {
         if self.size + ZERO_AHEAD / 2 > self.zeroed && self.zeroed < SEGMENT_BYTES {
             let mut at = self.zeroed.max(self.size);
             let end = (self.size + ZERO_AHEAD).min(SEGMENT_BYTES);
@@ -203,10 +216,12 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes what was appended and waits until it is on stable storage.
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.flush()?;
-        self.file.sync_data()
+    /// Continues in `file` (at `path`), whose records end at `size`.
+    fn switch_to(&mut self, path: PathBuf, file: File, size: u64) {
+        self.path = path;
+        self.file = file;
+        self.size = size;
+        self.zeroed = size;
     }
 
     fn roll(&mut self) -> io::Result<()> {
@@ -215,10 +230,7 @@ impl Wal {
         self.file.set_len(self.size)?;
         self.file.sync_all()?;
         let (path, file) = create_segment(&self.dir, self.next_index)?;
-        self.path = path;
-        self.file = file;
-        self.size = HEADER_LEN;
-        self.zeroed = HEADER_LEN;
+        self.switch_to(path, file, HEADER_LEN);
         Ok(())
     }
 
@@ -242,17 +254,11 @@ impl Wal {
                 f.set_len(offset).map_err(io(path))?;
                 f.sync_all().map_err(io(path))?;
                 f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
-                self.file = f;
-                self.path = path.clone();
-                self.size = offset;
-                self.zeroed = offset;
+                self.switch_to(path.clone(), f, offset);
             }
             None => {
                 let (p, f) = create_segment(&self.dir, index).map_err(io(&self.dir))?;
-                self.file = f;
-                self.path = p;
-                self.size = HEADER_LEN;
-                self.zeroed = HEADER_LEN;
+                self.switch_to(p, f, HEADER_LEN);
             }
         }
         fsync_dir(&self.dir).map_err(io(&self.dir))?;
@@ -269,10 +275,7 @@ impl Wal {
             fs::remove_file(&path).map_err(io(&path))?;
         }
         let (p, f) = create_segment(&self.dir, next).map_err(io(&self.dir))?;
-        self.file = f;
-        self.path = p;
-        self.size = HEADER_LEN;
-        self.zeroed = HEADER_LEN;
+        self.switch_to(p, f, HEADER_LEN);
         self.next_index = next;
         Ok(())
     }
