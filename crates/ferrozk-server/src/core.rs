@@ -529,6 +529,26 @@ impl Shared {
     }
 }
 
+/// A log entry's write (none: a barrier) applied to the tree alone: what every member and a
+/// restart's replay do alike. The decoded txn and its effects, if it was one.
+pub(crate) fn apply_to_tree(tree: &mut DataTree, zxid: i64, txn: Option<&[u8]>) -> Option<(Txn, Applied)> {
+    let decoded = txn.map(|b| Txn::decode(&mut ferrozk_proto::Reader::new(b)));
+    match decoded {
+        Some(Ok(txn)) => {
+            let applied = tree.apply(zxid, &txn);
+            Some((txn, applied))
+        }
+        other => {
+            if let Some(Err(e)) = other {
+                // Every member skips it alike; it passed its checksum, so this is a bug.
+                tracing::error!(zxid, "undecodable transaction in the log: {e}");
+            }
+            tree.set_last_zxid(zxid);
+            None
+        }
+    }
+}
+
 pub(crate) fn new_tree(config: &ServerConfig) -> DataTree {
     DataTree::new(tree_config(config))
 }
@@ -613,33 +633,19 @@ impl Core {
     /// barrier, `Some(Some(bytes))` for a write.
     pub fn apply_entry(&mut self, shared: &Shared, zxid: i64, origin: u64, token: u64, txn: Option<Option<&[u8]>>) {
         let mine = if origin == shared.my_id && origin != 0 { self.writes.remove(&token) } else { None };
-        let bytes = match txn {
-            None | Some(None) => {
-                self.tree.set_last_zxid(zxid);
-                match mine.map(|w| w.reply) {
-                    Some(Reply::Sync(r, path)) => {
-                        let frame = crate::ops::reply_frame(r.xid, zxid, 0, Some(&SyncResponse { path }));
-                        let conn = r.conn;
-                        r.send(self, Some(frame), false);
-                        self.release_backlog(conn, token);
-                    }
-                    Some(Reply::Barrier(conn)) => self.release_backlog(conn, token),
-                    _ => {}
+        let Some((txn, applied)) = apply_to_tree(&mut self.tree, zxid, txn.flatten()) else {
+            match mine.map(|w| w.reply) {
+                Some(Reply::Sync(r, path)) => {
+                    let frame = crate::ops::reply_frame(r.xid, zxid, 0, Some(&SyncResponse { path }));
+                    let conn = r.conn;
+                    r.send(self, Some(frame), false);
+                    self.release_backlog(conn, token);
                 }
-                return;
+                Some(Reply::Barrier(conn)) => self.release_backlog(conn, token),
+                _ => {}
             }
-            Some(Some(b)) => b,
+            return;
         };
-        let txn = match Txn::decode(&mut ferrozk_proto::Reader::new(bytes)) {
-            Ok(t) => t,
-            Err(e) => {
-                // Every member skips it alike; it passed its checksum, so this is a bug.
-                tracing::error!(zxid, "undecodable transaction in the log: {e}");
-                self.tree.set_last_zxid(zxid);
-                return;
-            }
-        };
-        let applied = self.tree.apply(zxid, &txn);
         let from_client = matches!(mine, Some(PendingWrite { reply: Reply::Client(_), .. }));
         self.after_apply(shared, &txn, &applied, from_client);
         match mine.map(|w| w.reply) {

@@ -186,18 +186,7 @@ impl ServerBuilder {
         let (mut recovered, (log, log_thread)) = tokio::task::spawn_blocking({
             let config = config.clone();
             move || -> Result<_, String> {
-                // Both take a while on a big tree, and each keeps one core busy.
-                let covered = raft::LogFiles::newest_snapshot(&config);
-                let (recovered, files) = std::thread::scope(|s| {
-                    let files = s.spawn(|| raft::LogFiles::read(&config, covered));
-                    let recovered = raft::load_snapshot(&config);
-                    (recovered, files.join().unwrap_or_else(|_| Err("reading the log failed".into())))
-                });
-                let mut files = files?;
-                if let Some(from) = files.misses_entries_after(recovered.applied()) {
-                    drop(files);
-                    files = raft::LogFiles::read(&config, from)?;
-                }
+                let (recovered, files) = raft::recover(&config)?;
                 let log = raft::LogStore::open(files, recovered.applied())?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc
                 // arenas (tens of MB on a big log); hand it back before serving.

@@ -426,26 +426,33 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     (start, end)
 }
 
-/// The log as read from disk, before the snapshot it continues is known.
+/// The log as read from disk at start.
 pub struct LogFiles {
     wal_dir: PathBuf,
     raft_dir: PathBuf,
     wal: Wal,
-    /// Every record read; those after `covered` without their bytes, which are in `entries`.
-    records: Vec<ferrozk_storage::Record>,
+    /// The entries after the snapshot's that are not known committed (handed to openraft).
     entries: VecDeque<Entry<TypeConfig>>,
+    /// The log's last entry.
+    last: Option<LogId<u64>>,
     purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
-    covered: u64,
 }
 
+/// How many decoded entries may wait between the thread reading the log and the one applying
+/// them at start (each up to [`MAX_ENTRY_BYTES`]).
+const REPLAY_QUEUE: usize = 16;
+
 impl LogFiles {
-    /// Reads and checks every record after the purge point (on its own thread at start, while
-    /// the snapshot loads on another). Records after `covered` (a record index: what the newest
-    /// snapshot holds) are decoded here, on this thread, and their bytes dropped as it goes;
-    /// of the others only the last one's bytes are kept (the log's last id).
-    pub fn read(config: &ServerConfig, covered: u64) -> Result<LogFiles, String> {
+    /// Reads and checks every record after the purge point. Records after `covered` (a record
+    /// index: what the snapshot holds) are decoded as they are read: those up to the saved
+    /// commit point go to `committed_entry` at once (to be applied), later ones are kept.
+    pub fn read(
+        config: &ServerConfig,
+        covered: u64,
+        committed_entry: &mut dyn FnMut(Entry<TypeConfig>) -> Result<(), String>,
+    ) -> Result<LogFiles, String> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
         std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
@@ -455,18 +462,38 @@ impl LogFiles {
         // Records after the purge point: record index = log index + 1.
         let after = purged.map_or(0, |p| p.index + 1);
         let started = Instant::now();
-        let (wal, mut records) = Wal::open_after(&wal_dir, after, covered).map_err(|e| e.to_string())?;
         let mut entries = VecDeque::new();
-        for r in records.iter_mut().filter(|r| r.index > covered) {
-            let e = decode_entry(&std::mem::take(&mut r.payload))
-                .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?;
-            if e.log_id.index + 1 != r.index {
-                return Err(format!("log record {} in {} holds entry {}", r.index, wal_dir.display(), e.log_id.index));
+        let (mut records, mut decoded) = (0u64, 0u64);
+        // The last record the snapshot holds, in case no record follows it: the log's last id.
+        let mut last_covered = Vec::new();
+        let mut last = None;
+        let wal = Wal::open_after(&wal_dir, after, &mut |index, _, payload| {
+            records += 1;
+            if index <= covered {
+                last_covered.clear();
+                last_covered.extend_from_slice(payload);
+                return Ok(());
             }
-            entries.push_back(e);
+            let e = decode_entry(payload)?;
+            if e.log_id.index + 1 != index {
+                return Err(format!("holds entry {}", e.log_id.index));
+            }
+            decoded += 1;
+            last = Some(e.log_id);
+            if committed.is_some_and(|c| e.log_id.index <= c.index) {
+                committed_entry(e)
+            } else {
+                entries.push_back(e);
+                Ok(())
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        if last.is_none() && !last_covered.is_empty() {
+            last = Some(decode_entry(&last_covered).map_err(|e| format!("damaged log in {}: {e}", wal_dir.display()))?.log_id);
         }
-        tracing::info!(records = records.len(), decoded = entries.len(), ms = started.elapsed().as_millis() as u64, "read the log");
-        Ok(LogFiles { wal_dir, raft_dir, wal, records, entries, purged, vote, committed, covered })
+        let last = last.or(purged);
+        tracing::info!(records, decoded, ms = started.elapsed().as_millis() as u64, "read the log");
+        Ok(LogFiles { wal_dir, raft_dir, wal, entries, last, purged, vote, committed })
     }
 
     /// The record index the newest snapshot file holds the log up to (0: none).
@@ -474,41 +501,55 @@ impl LogFiles {
         let (_, snap_dir) = crate::core::dirs(config);
         snap::list(&snap_dir).first().map_or(0, |f| f.index)
     }
+}
 
-    /// Whether entries the tree recovered at `applied` still needs were not decoded (the
-    /// newest snapshot could not be read and an older one was): then the log must be read
-    /// again, from the record index returned.
-    pub fn misses_entries_after(&self, applied: Option<LogId<u64>>) -> Option<u64> {
-        let from = applied.map_or(0, |a| a.index + 1);
-        (from < self.covered).then_some(from)
-    }
+/// Recovers the tree and the log at start. The newest snapshot that reads back loads on this
+/// thread while another reads and checks the log; the entries after the snapshot come over a
+/// short queue, and those up to the saved commit point are applied to the tree as they arrive
+/// (as openraft would at start), so a long log is never held in memory whole. Entries not
+/// known committed are left to openraft.
+pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
+    let covered = LogFiles::newest_snapshot(config);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_QUEUE);
+        let reader = s.spawn(move || {
+            LogFiles::read(config, covered, &mut |e| tx.send(e).map_err(|_| "recovery stopped".to_string()))
+        });
+        let mut recovered = load_snapshot(config);
+        // Log index i is record i + 1.
+        let needed_from = recovered.applied.map_or(0, |a| a.index + 1);
+        if needed_from < covered {
+            // The newest snapshot could not be read and an older one was: the reader skipped
+            // entries this tree needs. Read the log again from where the tree ends.
+            drop(rx);
+            let _ = reader.join();
+            let files = LogFiles::read(config, needed_from, &mut |e| {
+                recovered.replay(e);
+                Ok(())
+            })?;
+            return Ok((recovered, files));
+        }
+        for e in rx {
+            recovered.replay(e);
+        }
+        let files = reader.join().unwrap_or_else(|_| Err("reading the log failed".into()))?;
+        Ok((recovered, files))
+    })
 }
 
 impl LogStore {
-    /// Opens the log read by [`LogFiles::read`]: records after `applied` (what the loaded
-    /// snapshot holds) are kept in memory, older ones are read from the files when a lagging
+    /// Opens the log read by [`LogFiles::read`], continuing the tree recovered at `applied`:
+    /// entries after it are kept in memory, older ones are read from the files when a lagging
     /// member needs them. Returns the store and the log thread's handle.
     pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
-        let LogFiles { wal_dir, raft_dir, wal, records, mut entries, purged, vote, committed, .. } = files;
+        let LogFiles { wal_dir, raft_dir, wal, mut entries, last, purged, vote, committed } = files;
+        // Kept entries the snapshot holds after all (it can be newer than the saved commit
+        // point, which is written without fsync).
         let keep_from = applied.map_or(0, |a| a.index + 1);
-        // Decoded entries the snapshot holds after all (it can only be newer than the file list
-        // said if one appeared since): not kept.
-        let mut last_dropped = None;
         while entries.front().is_some_and(|e| e.log_id.index < keep_from) {
-            last_dropped = entries.pop_front().map(|e| e.log_id);
+            entries.pop_front();
         }
-        // Without decoded entries, the log ends with the last record read (its bytes kept).
-        let last_record = records.last().filter(|r| !r.payload.is_empty());
         let first = entries.front().map_or(wal.next_index().saturating_sub(1), |e| e.log_id.index);
-        let last = match (entries.back().map(|e| e.log_id).or(last_dropped), last_record) {
-            (Some(id), _) => Some(id),
-            (None, Some(r)) => Some(
-                decode_entry(&r.payload)
-                    .map_err(|e| format!("damaged log record {} in {}: {e}", r.index, wal_dir.display()))?
-                    .log_id,
-            ),
-            (None, None) => purged,
-        };
         let committed = committed.filter(|c| Some(*c) <= last);
         let shared = Arc::new(LogShared {
             wal_dir,
@@ -776,8 +817,6 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     since_snapshot: u64,
     snapshot_after: u64,
-    /// The last entry of the log found at start, until it is applied.
-    replay_end: Option<u64>,
 }
 
 /// Writes until the next snapshot: a random point in the upper half of snapCount, as
@@ -793,12 +832,37 @@ pub struct Recovered {
     applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, ZkNode>,
     current: Option<CurrentSnapshot>,
+    /// Writes replayed from the log onto the snapshot's tree.
+    replayed_writes: u64,
 }
 
 impl Recovered {
-    /// The last log entry the loaded snapshot holds.
+    /// The last log entry the tree holds.
     pub fn applied(&self) -> Option<LogId<u64>> {
         self.applied
+    }
+
+    /// A committed log entry read at start, applied to the tree as
+    /// [`RaftStateMachine::apply`] would (entries the snapshot holds are skipped).
+    fn replay(&mut self, e: Entry<TypeConfig>) {
+        if self.applied.is_some_and(|a| e.log_id.index <= a.index) {
+            return;
+        }
+        let index = e.log_id.index;
+        match e.payload {
+            EntryPayload::Normal(batch) => {
+                for (k, c) in batch.0.iter().enumerate() {
+                    crate::core::apply_to_tree(&mut self.tree, zxid_of(index, k), c.txn.as_deref());
+                }
+                self.replayed_writes += batch.0.len() as u64;
+            }
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(e.log_id), m);
+                self.tree.set_last_zxid(zxid_of(index, 0));
+            }
+            EntryPayload::Blank => self.tree.set_last_zxid(zxid_of(index, 0)),
+        }
+        self.applied = Some(e.log_id);
     }
 }
 
@@ -815,12 +879,19 @@ pub fn load_snapshot(config: &ServerConfig) -> Recovered {
                     applied: meta.last_log_id,
                     membership: meta.last_membership.clone(),
                     current: Some(CurrentSnapshot { meta, path: file.path }),
+                    replayed_writes: 0,
                 };
             }
             Err(e) => tracing::error!("{e}; falling back to an older snapshot and the log"),
         }
     }
-    Recovered { tree: crate::core::new_tree(config), applied: None, membership: StoredMembership::default(), current: None }
+    Recovered {
+        tree: crate::core::new_tree(config),
+        applied: None,
+        membership: StoredMembership::default(),
+        current: None,
+        replayed_writes: 0,
+    }
 }
 
 /// A snapshot file: checked whole, then its metadata and its tree.
@@ -870,9 +941,10 @@ impl StateMachine {
             applied: recovered.applied,
             membership: recovered.membership.clone(),
             current: Arc::new(Mutex::new(recovered.current.take())),
-            since_snapshot: 0,
+            // Writes replayed at start count towards the next snapshot, so that a long replay
+            // is not repeated at the next start.
+            since_snapshot: recovered.replayed_writes,
             snapshot_after,
-            replay_end: log.shared.cache().last.map(|l| l.index).filter(|&l| Some(l) > recovered.applied.map(|a| a.index)),
         }
     }
 }
@@ -913,13 +985,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         drop(core);
         if let Some(applied) = self.applied {
             self.log.trim_to_budget(applied.index);
-            if self.replay_end.is_some_and(|end| applied.index >= end) {
-                self.replay_end = None;
-                // The replayed entries were decoded on the thread that read the log, and freed
-                // there as they were applied: hand that memory back (tens of MB after a long log).
-                // SAFETY: malloc_trim only releases free memory.
-                unsafe { libc::malloc_trim(0) };
-            }
         }
         // snapCount counts writes, as ZooKeeper's does, not log entries.
         self.since_snapshot += writes;
@@ -1937,5 +2002,44 @@ mod tests {
         assert_eq!(bincode::serialize(&Batch(Arc::new(commands))).unwrap(), before);
         let back: Batch = bincode::deserialize(&before).unwrap();
         assert_eq!(back.0.iter().map(|c| (c.token, c.txn.clone())).collect::<Vec<_>>(), vec![(2, Some(vec![9; 5])), (3, None)]);
+    }
+
+    #[test]
+    fn a_restart_applies_committed_entries_as_it_reads_them_and_keeps_only_the_rest() {
+        use ferrozk_tree::{acl, TxnOp};
+        let dir = std::env::temp_dir().join(format!("ferrozk-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = ServerConfig { data_dir: dir.clone(), ..Default::default() };
+        let (wal_dir, _) = crate::core::dirs(&config);
+        let leader = openraft::CommittedLeaderId::new(1, 1);
+        {
+            let (mut wal, _) = Wal::open(&wal_dir).unwrap();
+            for i in 0..10u64 {
+                let op = TxnOp::Create { opcode: 1, path: format!("/n{i}"), data: Some(vec![]), acl: acl::open_acl(), flags: 0, ttl: -1 };
+                let txn = ferrozk_proto::jute::to_bytes(&Txn { session: 0, time: 0, auth: vec![], op });
+                let batch = Batch(Arc::new(vec![Command { origin: 0, token: 0, txn: Some(txn) }]));
+                let e: Entry<TypeConfig> = Entry { log_id: LogId::new(leader, i), payload: EntryPayload::Normal(batch) };
+                wal.append(1, &bincode::serialize(&e).unwrap()).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        let raft_dir = dir.join("raft");
+        std::fs::create_dir_all(&raft_dir).unwrap();
+        write_small(&raft_dir, "committed", &bincode::serialize(&LogId::new(leader, 6)).unwrap(), true).unwrap();
+
+        let (recovered, files) = recover(&config).unwrap();
+        assert_eq!(recovered.applied().map(|a| a.index), Some(6));
+        assert_eq!(recovered.replayed_writes, 7);
+        let present: Vec<bool> = (0..10).map(|i| recovered.tree.node(&format!("/n{i}")).is_some()).collect();
+        assert_eq!(present, [vec![true; 7], vec![false; 3]].concat());
+        assert_eq!(files.entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert_eq!(files.last.map(|l| l.index), Some(9));
+        // Applied entries are read from the files again when a member needs them.
+        let (log, thread) = LogStore::open(files, recovered.applied()).unwrap();
+        let read = log.shared.entries(3, 10, usize::MAX).unwrap();
+        assert_eq!(read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (3..10).collect::<Vec<_>>());
+        drop(log);
+        thread.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

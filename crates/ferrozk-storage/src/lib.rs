@@ -42,6 +42,12 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// No single record may claim more than this (a damaged length field must not allocate).
 const MAX_RECORD: u32 = 256 << 20;
 
+/// Takes a record read back (index, term, payload); an error stops the reading.
+pub type EachRecord<'a> = dyn FnMut(u64, u64, &[u8]) -> Result<(), String> + 'a;
+
+/// Like [`EachRecord`], for [`read_segment`]: returns whether to read on.
+type EachRecordUntil<'a> = dyn FnMut(u64, u64, &[u8]) -> Result<bool, String> + 'a;
+
 /// A log entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -107,18 +113,23 @@ impl Wal {
     /// Opens (or creates) the log in `dir`, returning it positioned for appends together with
     /// every record it holds.
     pub fn open(dir: &Path) -> Result<(Wal, Vec<Record>), StorageError> {
-        Self::open_after(dir, 0, 0)
+        let mut records = Vec::new();
+        let wal = Self::open_after(dir, 0, &mut |index, term, payload| {
+            records.push(Record { index, term, payload: payload.to_vec() });
+            Ok(())
+        })?;
+        Ok((wal, records))
     }
 
-    /// Like [`Wal::open`], but returns only the records after `after` (those a snapshot at
-    /// `after` does not hold), and of those at or below `payloads_after` only the index and
-    /// term (a newer snapshot holds them), but for the last record. Every record is still read
-    /// and checked.
-    pub fn open_after(dir: &Path, after: u64, payloads_after: u64) -> Result<(Wal, Vec<Record>), StorageError> {
+    /// Opens the log for appends, handing every record after `after` (those a snapshot at
+    /// `after` does not hold) to `each` in order as it is read and checked, so that a long log
+    /// is never held in memory whole. Segments holding only records at or below `after` are
+    /// not read. An error from `each` stops the reading and is returned as damage at that
+    /// record.
+    pub fn open_after(dir: &Path, after: u64, each: &mut EachRecord) -> Result<Wal, StorageError> {
         let io = |e| StorageError::Io(dir.to_path_buf(), e);
         fs::create_dir_all(dir).map_err(io)?;
         let segments = list_segments(dir).map_err(io)?;
-        let mut records = Vec::new();
         let mut expected = None;
         let mut end_of_last = HEADER_LEN;
         for (i, (first, path)) in segments.iter().enumerate() {
@@ -131,8 +142,13 @@ impl Wal {
                     continue;
                 }
             }
-            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut records, Keep { payloads_after, ..KEEP_ALL })?;
-            records.retain(|r| r.index > after);
+            let mut wanted = |index, term, payload: &[u8]| {
+                if index > after {
+                    each(index, term, payload)?;
+                }
+                Ok(true)
+            };
+            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut wanted)?;
             if last_segment {
                 end_of_last = valid_len;
                 let len = fs::metadata(path).map_err(|e| StorageError::Io(path.clone(), e))?.len();
@@ -161,7 +177,7 @@ impl Wal {
                 (p, f, HEADER_LEN)
             }
         };
-        Ok((Wal { dir: dir.to_path_buf(), file, path, size, zeroed: size, next_index, buf: Vec::new() }, records))
+        Ok(Wal { dir: dir.to_path_buf(), file, path, size, zeroed: size, next_index, buf: Vec::new() })
     }
 
     /// The index the next appended record gets.
@@ -344,7 +360,10 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| StorageError::Damaged { file: path.to_path_buf(), offset: 0, reason: "not a log segment name".into() })?;
     let mut out = Vec::new();
-    read_segment(path, first, true, &mut None, &mut out, KEEP_ALL)?;
+    read_segment(path, first, true, &mut None, &mut |index, term, payload| {
+        out.push(Record { index, term, payload: payload.to_vec() });
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -380,15 +399,14 @@ pub fn read_range(dir: &Path, after: u64, upto: u64, max_bytes: usize) -> Result
         if bytes >= max_bytes {
             break;
         }
-        let mut expected = None;
-        let mut recs = Vec::new();
         // The newest segment may end in a record still being written: treat it as the tail.
-        let keep = Keep { payloads_after: after, stop_after: upto, max_bytes: max_bytes - bytes };
-        read_segment(path, *first, true, &mut expected, &mut recs, keep)?;
-        for r in recs.into_iter().filter(|r| r.index > after && r.index <= upto) {
-            bytes += r.payload.len();
-            out.push(r);
-        }
+        read_segment(path, *first, true, &mut None, &mut |index, term, payload| {
+            if index > after && index <= upto {
+                bytes += payload.len();
+                out.push(Record { index, term, payload: payload.to_vec() });
+            }
+            Ok(index < upto && bytes < max_bytes)
+        })?;
     }
     let contiguous = out.first().is_none_or(|r| r.index == after + 1) && out.windows(2).all(|w| w[1].index == w[0].index + 1);
     let complete = out.len() as u64 == upto - after || (bytes >= max_bytes && !out.is_empty());
@@ -458,29 +476,15 @@ impl Window {
     }
 }
 
-/// How much of a segment [`read_segment`] keeps.
-#[derive(Clone, Copy)]
-struct Keep {
-    /// Payloads of records at or below this are left empty (a snapshot holds them), except
-    /// the segment's last one.
-    payloads_after: u64,
-    /// Reading stops after this record...
-    stop_after: u64,
-    /// ...or once the payloads kept reach this many bytes.
-    max_bytes: usize,
-}
-
-const KEEP_ALL: Keep = Keep { payloads_after: 0, stop_after: u64::MAX, max_bytes: usize::MAX };
-
-/// Reads and checks one segment's records into `out`, as much of them as `keep` says.
-/// Returns where the records end and whether only zeros follow.
+/// Reads and checks one segment's records in order, handing each to `each` (index, term,
+/// payload) for as long as it returns true. Returns where the records end and whether only
+/// zeros follow.
 fn read_segment(
     path: &Path,
     first: u64,
     last_segment: bool,
     expected: &mut Option<u64>,
-    out: &mut Vec<Record>,
-    keep: Keep,
+    each: &mut EachRecordUntil,
 ) -> Result<(u64, bool), StorageError> {
     let io = |e| StorageError::Io(path.to_path_buf(), e);
     let damaged = |offset: u64, reason: String| StorageError::Damaged { file: path.to_path_buf(), offset, reason };
@@ -503,13 +507,10 @@ fn read_segment(
     if expected.is_none() {
         *expected = Some(first);
     }
-    // The payload of the last record whose payload was left out, in case it is the segment's last.
-    let mut skipped = Vec::new();
-    let mut kept_bytes = 0;
     let mut pos = HEADER_LEN as usize;
     loop {
         if !w.fill(pos, 1).map_err(io)? {
-            return finish(out, skipped, pos as u64, true);
+            return Ok((pos as u64, true));
         }
         // Whether what follows `upto` could be a write that never completed: only zeros, or a
         // record running past the end of the last segment.
@@ -517,7 +518,7 @@ fn read_segment(
         if !w.fill(pos, RECORD_HEADER).map_err(io)? {
             if last_segment {
                 let (end, zeros) = ended(&w, pos)?;
-                return finish(out, skipped, end, zeros);
+                return Ok((end, zeros));
             }
             return Err(damaged(pos as u64, "record header cut short".into()));
         }
@@ -527,14 +528,14 @@ fn read_segment(
         let index = u64::from_be_bytes(head[8..16].try_into().unwrap());
         let term = u64::from_be_bytes(head[16..24].try_into().unwrap());
         if len == 0 && sum == 0 && index == 0 && torn_tail(&w, pos)? {
-            return finish(out, skipped, pos as u64, true);
+            return Ok((pos as u64, true));
         }
         let end = RECORD_HEADER + len as usize;
         let too_short = (pos + end) as u64 > file_len;
         if len > MAX_RECORD || too_short || !w.fill(pos, end).map_err(io)? {
             if last_segment && (too_short || torn_tail(&w, pos + RECORD_HEADER)?) {
                 let (end, zeros) = ended(&w, pos)?;
-                return finish(out, skipped, end, zeros);
+                return Ok((end, zeros));
             }
             return Err(damaged(pos as u64, format!("record length {len} runs past the end of the file")));
         }
@@ -542,7 +543,7 @@ fn read_segment(
         if crc(index, term, payload) != sum {
             if last_segment && torn_tail(&w, pos + end)? {
                 let (end, zeros) = ended(&w, pos)?;
-                return finish(out, skipped, end, zeros);
+                return Ok((end, zeros));
             }
             return Err(damaged(pos as u64, format!("checksum mismatch in record {index}")));
         }
@@ -551,30 +552,12 @@ fn read_segment(
             return Err(damaged(pos as u64, format!("record {index} where {want} was expected")));
         }
         *expected = Some(index + 1);
-        if index > keep.payloads_after {
-            kept_bytes += payload.len();
-            out.push(Record { index, term, payload: payload.to_vec() });
-            skipped.clear();
-        } else {
-            skipped.clear();
-            skipped.extend_from_slice(payload);
-            out.push(Record { index, term, payload: Vec::new() });
-        }
+        let go_on = each(index, term, payload).map_err(|reason| damaged(pos as u64, reason))?;
         pos += end;
-        if index >= keep.stop_after || kept_bytes >= keep.max_bytes {
-            return finish(out, skipped, pos as u64, false);
+        if !go_on {
+            return Ok((pos as u64, false));
         }
     }
-}
-
-/// Gives the segment's last record its payload back if it was left out.
-fn finish(out: &mut [Record], skipped: Vec<u8>, end: u64, zeros: bool) -> Result<(u64, bool), StorageError> {
-    if let Some(last) = out.last_mut() {
-        if last.payload.is_empty() && !skipped.is_empty() {
-            last.payload = skipped;
-        }
-    }
-    Ok((end, zeros))
 }
 
 #[cfg(test)]
@@ -672,26 +655,39 @@ mod tests {
         let at = bytes.len() - 2;
         bytes[at] ^= 1;
         fs::write(&first, &bytes).unwrap();
-        let (wal, recs) = Wal::open_after(&d, 3, 0).unwrap();
-        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![4, 5, 6]);
+        let mut indexes = Vec::new();
+        let wal = Wal::open_after(&d, 3, &mut |index, _, _| {
+            indexes.push(index);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(indexes, vec![4, 5, 6]);
         assert_eq!(wal.next_index(), 7);
         // Without the snapshot the damage is found.
         assert!(Wal::open(&d).is_err());
     }
 
     #[test]
-    fn payloads_a_snapshot_holds_are_left_out_but_the_last() {
-        let d = tmpdir("payloads");
+    fn records_after_a_point_are_handed_over_in_order_and_a_refusal_stops_the_reading() {
+        let d = tmpdir("handed");
         write_n(&d, 5);
-        let (_, recs) = Wal::open_after(&d, 1, 3).unwrap();
-        let payloads: Vec<&[u8]> = recs.iter().map(|r| &r.payload[..]).collect();
-        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
-        assert_eq!(payloads, vec![&b""[..], b"", b"entry 3", b"entry 4"]);
-        // When the snapshot holds everything, the last record keeps its payload (its term and
-        // id are what the log ends with).
-        let (_, recs) = Wal::open_after(&d, 0, 5).unwrap();
-        assert_eq!(recs.last().map(|r| &r.payload[..]), Some(&b"entry 4"[..]));
-        assert!(recs[..4].iter().all(|r| r.payload.is_empty()));
+        let mut got = Vec::new();
+        Wal::open_after(&d, 2, &mut |index, _, payload| {
+            got.push((index, String::from_utf8_lossy(payload).into_owned()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![(3, "entry 2".to_string()), (4, "entry 3".into()), (5, "entry 4".into())]);
+        let mut seen = 0;
+        let refused = Wal::open_after(&d, 0, &mut |index, _, _| {
+            seen += 1;
+            if index == 2 { Err("cannot use it".into()) } else { Ok(()) }
+        });
+        match refused {
+            Err(StorageError::Damaged { reason, .. }) => assert_eq!(reason, "cannot use it"),
+            other => panic!("expected the refusal, got {:?}", other.map(|w| w.next_index())),
+        }
+        assert_eq!(seen, 2);
     }
 
     #[test]
