@@ -209,7 +209,7 @@ pub struct Shared {
     pub snapshot_due: tokio::sync::Notify,
     /// A snapshot writer is running; a clean stop waits for it (see `SnapshotWriting`).
     pub snapshot_writing: tokio::sync::watch::Sender<bool>,
-    ensemble_stats: Mutex<EnsembleStats>,
+    ensemble_stats: std::sync::OnceLock<Box<dyn Fn() -> EnsembleStats + Send + Sync>>,
     next_conn: AtomicU64,
 }
 
@@ -242,7 +242,7 @@ impl Shared {
             quorum: AtomicBool::new(true),
             snapshot_due: tokio::sync::Notify::new(),
             snapshot_writing: tokio::sync::watch::channel(false).0,
-            ensemble_stats: Mutex::new(EnsembleStats::default()),
+            ensemble_stats: std::sync::OnceLock::new(),
             next_conn: AtomicU64::new(1),
         });
         {
@@ -481,12 +481,13 @@ impl Shared {
         }
     }
 
+    /// The ensemble's replication as mntr shows it, read from consensus when asked.
     pub fn ensemble_stats(&self) -> EnsembleStats {
-        *self.ensemble_stats.lock().unwrap_or_else(|e| e.into_inner())
+        self.ensemble_stats.get().map_or_else(EnsembleStats::default, |stats| stats())
     }
 
-    pub fn set_ensemble_stats(&self, stats: EnsembleStats) {
-        *self.ensemble_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    pub fn set_ensemble_stats_source(&self, stats: Box<dyn Fn() -> EnsembleStats + Send + Sync>) {
+        let _ = self.ensemble_stats.set(stats);
     }
 
     /// Writes another member forwarded to this leader, proposed with its own.

@@ -1558,46 +1558,52 @@ fn forward_reconfig(shared: &Arc<Shared>, leader: u64, token: u64, plan: Reconfi
 /// new snapshot is there, purges the log up to the one before it (what recovery still needs if
 /// the newest snapshot turns out damaged).
 pub async fn run_snapshot_trigger(shared: Arc<Shared>, raft: Raft) {
-    let mut metrics = raft.metrics();
-    let mut newest = metrics.borrow().snapshot;
+    let mut data = raft.data_metrics();
     loop {
-        tokio::select! {
-            _ = shared.snapshot_due.notified() => {
-                if raft.trigger().snapshot().await.is_err() {
-                    return;
+        shared.snapshot_due.notified().await;
+        let before = data.borrow().snapshot;
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        // Followed only while a snapshot is being written (these metrics change with every
+        // applied entry). Should writing it fail, the next snapCount writes ask again.
+        loop {
+            tokio::select! {
+                changed = data.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if data.borrow().snapshot > before {
+                        break;
+                    }
+                }
+                _ = shared.snapshot_due.notified() => {
+                    if raft.trigger().snapshot().await.is_err() {
+                        return;
+                    }
                 }
             }
-            changed = metrics.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let snapshot = metrics.borrow().snapshot;
-                if snapshot > newest {
-                    if let Some(previous) = newest {
-                        if raft.trigger().purge_log(previous.index).await.is_err() {
-                            return;
-                        }
-                    }
-                    newest = snapshot;
-                }
+        }
+        // Purged up to the snapshot before the new one: a damaged newest snapshot can still
+        // fall back to that one plus the log.
+        if let Some(previous) = before {
+            if raft.trigger().purge_log(previous.index).await.is_err() {
+                return;
             }
         }
     }
 }
 
 /// Follows leadership: a change fails the writes sent to the old leader, and a new leader
-/// gives every session a fresh timeout (as ZooKeeper does).
+/// gives every session a fresh timeout (as ZooKeeper does). Server metrics change with votes,
+/// roles and membership only, not with every entry.
 pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut last = (None, 0);
     loop {
         let now = {
-            let m = metrics.borrow();
-            // Recomputed on every metrics change (each applied batch): only where mntr shows it.
-            if shared.ensemble {
-                shared.set_ensemble_stats(ensemble_stats(&m, shared.my_id));
-            }
-            (m.current_leader, m.current_term)
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.vote.leader_id().get_term())
         };
         if now != last {
             tracing::info!(leader = ?now.0, term = now.1, "leadership changed");
@@ -1906,6 +1912,9 @@ pub async fn start(
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
     let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1) }, log, sm).await.map_err(|e| e.to_string())?;
+    // Computed when mntr asks: the metrics change with every entry.
+    let metrics = raft.metrics();
+    shared.set_ensemble_stats_source(Box::new(move || ensemble_stats(&metrics.borrow(), my_id)));
     let (voters, learners) = initial_members(config, my_id);
     let solo = voters.len() == 1 && voters.contains_key(&my_id);
     if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {

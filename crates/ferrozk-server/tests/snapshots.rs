@@ -61,3 +61,35 @@ fn restart_from_snapshots_and_fall_back_past_a_damaged_one() {
         assert_eq!(c.get(&format!("/data/n{i}"), false).unwrap().0.unwrap(), format!("v{i}").as_bytes());
     }
 }
+
+/// The record index a snapshot file holds the log up to (its name).
+fn snapshot_index(path: &std::path::Path) -> u64 {
+    path.file_name().unwrap().to_string_lossy().strip_prefix("snapshot.").unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_log_is_purged_up_to_the_snapshot_before_the_newest() {
+    let s = TestServer::start(|b| b.snap_count(20));
+    let mut c = Client::connect(s.addr);
+    for i in 0..60 {
+        c.create(&format!("/n{i}"), b"", 0).unwrap();
+    }
+    let snaps = wait_for_snapshots(&s.data_dir, 2);
+    // The purge point is a log id (term, node, index as bincode writes them): log index i is
+    // record i + 1, which names the snapshot holding it.
+    let purged_file = s.data_dir.join("raft").join("purged");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let purged = loop {
+        if let Ok(b) = std::fs::read(&purged_file) {
+            if b.len() == 24 {
+                break u64::from_le_bytes(b[16..24].try_into().unwrap()) + 1;
+            }
+        }
+        assert!(Instant::now() < deadline, "the log was not purged after {} snapshots", snaps.len());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let indexes: Vec<u64> = snapshots(&s.data_dir).iter().map(|p| snapshot_index(p)).collect();
+    assert!(indexes.contains(&purged), "purged up to record {purged}, snapshots at {indexes:?}");
+    assert!(purged < *indexes.last().unwrap(), "purged up to the newest snapshot ({purged}): no fallback left");
+    drop(c);
+}
