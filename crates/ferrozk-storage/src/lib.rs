@@ -408,7 +408,7 @@ pub fn read_range(dir: &Path, after: u64, upto: u64, max_bytes: usize) -> Result
             Ok(index < upto && bytes < max_bytes)
         })?;
     }
-    let contiguous = out.first().is_none_or(|r| r.index == after + 1) && out.windows(2).all(|w| w[1].index == w[0].index + 1);
+    let contiguous = out.first().map_or(true, |r| r.index == after + 1) && out.windows(2).all(|w| w[1].index == w[0].index + 1);
     let complete = out.len() as u64 == upto - after || (bytes >= max_bytes && !out.is_empty());
     if !contiguous || !complete {
         return Err(StorageError::Damaged {

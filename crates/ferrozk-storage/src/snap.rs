@@ -42,7 +42,7 @@ pub fn list(dir: &Path) -> Vec<SnapshotFile> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort_by(|a, b| b.index.cmp(&a.index));
+    v.sort_by_key(|s| std::cmp::Reverse(s.index));
     v
 }
 
@@ -165,5 +165,5 @@ pub fn purge(dir: &Path, keep: usize) -> io::Result<Option<u64>> {
     if all.len() > keep {
         File::open(dir)?.sync_all()?;
     }
-    Ok(all.iter().take(keep.max(1)).last().map(|s| s.index))
+    Ok(all.iter().take(keep.max(1)).next_back().map(|s| s.index))
 }

@@ -383,8 +383,8 @@ impl<'a> NodeRef<'a> {
 
 /// A node's name, the Stat fields not kept in its slot, its ACL and its data, in one
 /// allocation. Layout: varint name length, name, then zigzag varints version, aversion, mzxid,
-/// mzxid - czxid, mtime, mtime - ctime, ephemeralOwner, then varints ACL index and data length
-/// + 1 (0: no data), and the data. The differences are nearly always 0 or small, so a typical Stat takes
+/// mzxid - czxid, mtime, mtime - ctime, ephemeralOwner, then varints ACL index and (data
+/// length + 1) (0: no data), and the data. The differences are nearly always 0 or small, so a typical Stat takes
 /// about 15 bytes instead of 60.
 fn encode(name: &str, st: &StatPersisted, data: Option<&[u8]>, acl: u32) -> Blob {
     encode_with_name(name.as_bytes(), st, data, acl)
