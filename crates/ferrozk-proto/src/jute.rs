@@ -157,7 +157,9 @@ pub fn decode_java_utf8(b: &[u8]) -> String {
 /// Encodes a string as Java's `BinaryOutputArchive` does: UTF-8, except that characters outside
 /// the Basic Multilingual Plane go out as two 3-byte surrogates (CESU-8).
 pub fn write_java_utf8(s: &str, out: &mut Vec<u8>) {
-    if s.chars().all(|c| (c as u32) < 0x10000) {
+    // Only characters beyond the BMP differ, and in UTF-8 only they have a lead byte of 0xF0
+    // or more: a byte scan, not a decode of every character.
+    if !s.bytes().any(|b| b >= 0xF0) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
