@@ -33,6 +33,8 @@ impl DataTree {
         w.write_all(&buf)?;
         buf.clear();
         let mut result = Ok(());
+        // A node's ACL is nearly always its predecessor's: its encoding is reused by ACL id.
+        let mut last_acl: Option<(u32, Vec<u8>)> = None;
         self.walk(|p, node| {
             if result.is_err() {
                 return;
@@ -45,7 +47,14 @@ impl DataTree {
                     buf.extend_from_slice(d);
                 }
             }
-            put(&mut buf, node.acl().as_ref());
+            match &last_acl {
+                Some((id, bytes)) if *id == node.acl_id() => buf.extend_from_slice(bytes),
+                _ => {
+                    let at = buf.len();
+                    put(&mut buf, node.acl().as_ref());
+                    last_acl = Some((node.acl_id(), buf[at..].to_vec()));
+                }
+            }
             let s = node.persisted();
             for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
                 put(&mut buf, &v);
@@ -318,6 +327,13 @@ mod tests {
         assert_eq!(back.ephemerals(7), vec!["/a/e".to_string()]);
         assert_eq!(back.reap_candidates(1_000_000), t.reap_candidates(1_000_000));
         assert_eq!(back.max_quota_prefix("/a/e"), Some("/a".into()));
+        // ACLs change from node to node and back (written once per run of equal ones).
+        let mut paths = Vec::new();
+        t.walk(|p, _| paths.push(p.to_string()));
+        for p in &paths {
+            assert_eq!(back.node(p).map(|n| n.acl().clone()), t.node(p).map(|n| n.acl().clone()), "ACL of {p}");
+        }
+        assert_ne!(t.node("/box").unwrap().acl(), t.node("/ttl").unwrap().acl());
         // The next sequential child continues from the stored counter.
         let mut back = back;
         let out = back.apply(100, &Txn { session: 7, time: 5, auth: vec![], op: create("/a/s-", 2, op::CREATE, -1) });
