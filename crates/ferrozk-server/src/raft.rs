@@ -523,17 +523,28 @@ pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
             // entries this tree needs. Read the log again from where the tree ends.
             drop(rx);
             let _ = reader.join();
+            // A gap is reported as such, not as the damaged record the reader would name.
+            let mut gap = None;
             let files = LogFiles::read(config, needed_from, &mut |e| {
-                recovered.replay(e);
-                Ok(())
-            })?;
-            return Ok((recovered, files));
+                recovered.replay(e).inspect_err(|m| gap = Some(m.clone()))
+            });
+            return match gap {
+                Some(m) => Err(m),
+                None => Ok((recovered, files?)),
+            };
         }
-        for e in rx {
-            recovered.replay(e);
+        let mut replayed = Ok(());
+        for e in rx.iter() {
+            replayed = recovered.replay(e);
+            if replayed.is_err() {
+                break;
+            }
         }
-        let files = reader.join().unwrap_or_else(|_| Err("reading the log failed".into()))?;
-        Ok((recovered, files))
+        // Stops the reader if replaying failed.
+        drop(rx);
+        let files = reader.join().unwrap_or_else(|_| Err("reading the log failed".into()));
+        replayed?;
+        Ok((recovered, files?))
     })
 }
 
@@ -843,10 +854,19 @@ impl Recovered {
     }
 
     /// A committed log entry read at start, applied to the tree as
-    /// [`RaftStateMachine::apply`] would (entries the snapshot holds are skipped).
-    fn replay(&mut self, e: Entry<TypeConfig>) {
-        if self.applied.is_some_and(|a| e.log_id.index <= a.index) {
-            return;
+    /// [`RaftStateMachine::apply`] would (entries the snapshot holds are skipped). An entry
+    /// that does not follow the tree's last one is an error: the entries between were purged
+    /// and no snapshot that could be read holds them.
+    fn replay(&mut self, e: Entry<TypeConfig>) -> Result<(), String> {
+        let next = self.applied.map_or(0, |a| a.index + 1);
+        if e.log_id.index < next {
+            return Ok(());
+        }
+        if e.log_id.index > next {
+            return Err(format!(
+                "the log resumes at entry {} but the tree recovered ends before entry {next}: the entries between were purged, and no readable snapshot holds them; refusing to start on an incomplete history",
+                e.log_id.index
+            ));
         }
         let index = e.log_id.index;
         match e.payload {
@@ -863,6 +883,7 @@ impl Recovered {
             EntryPayload::Blank => self.tree.set_last_zxid(zxid_of(index, 0)),
         }
         self.applied = Some(e.log_id);
+        Ok(())
     }
 }
 
@@ -1404,7 +1425,7 @@ const ENTRIES_IN_FLIGHT: usize = 1;
 /// member leads, over one stream to the leader otherwise.
 pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>) {
     let me = shared.my_id;
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut link: Option<(u64, TcpStream)> = None;
     let mut batch = Vec::new();
     let mut in_flight: VecDeque<ResponderReceiver> = VecDeque::new();
@@ -1424,10 +1445,7 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
         }
         let stop = batch.iter().any(|b| b.is_none());
         let (leader, term) = loop {
-            let (l, term) = {
-                let m = metrics.borrow();
-                (m.current_leader, m.current_term)
-            };
+            let (l, term) = leader_and_term(&metrics.borrow());
             if let Some(l) = l {
                 break (l, term);
             }
@@ -1594,6 +1612,12 @@ pub async fn run_snapshot_trigger(shared: Arc<Shared>, raft: Raft) {
     }
 }
 
+/// The leader and term writes are handed over under: read from the same metrics by the
+/// proposer and by [`watch_leadership`], so that both name a leadership alike.
+fn leader_and_term(m: &openraft::metrics::RaftServerMetrics<u64, ZkNode>) -> (Option<u64>, u64) {
+    (m.current_leader, m.vote.leader_id().get_term())
+}
+
 /// Follows leadership: a change fails the writes sent to the old leader, and a new leader
 /// gives every session a fresh timeout (as ZooKeeper does). Server metrics change with votes,
 /// roles and membership only, not with every entry.
@@ -1601,10 +1625,7 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
     let mut metrics = raft.server_metrics();
     let mut last = (None, 0);
     loop {
-        let now = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.vote.leader_id().get_term())
-        };
+        let now = leader_and_term(&metrics.borrow_and_update());
         if now != last {
             tracing::info!(leader = ?now.0, term = now.1, "leadership changed");
             shared.on_leader_change(now.0, now.1);
@@ -2013,29 +2034,39 @@ mod tests {
         assert_eq!(back.0.iter().map(|c| (c.token, c.txn.clone())).collect::<Vec<_>>(), vec![(2, Some(vec![9; 5])), (3, None)]);
     }
 
-    #[test]
-    fn a_restart_applies_committed_entries_as_it_reads_them_and_keeps_only_the_rest() {
+    /// A test server's config in a fresh directory, with a log holding entries `first..end`
+    /// (each creating `/n<i>`), the commit point `committed` and the purge point `purged`.
+    fn log_on_disk(name: &str, first: u64, end: u64, committed: u64, purged: Option<u64>) -> ServerConfig {
         use ferrozk_tree::{acl, TxnOp};
-        let dir = std::env::temp_dir().join(format!("ferrozk-recover-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("ferrozk-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let config = ServerConfig { data_dir: dir.clone(), ..Default::default() };
         let (wal_dir, _) = crate::core::dirs(&config);
         let leader = openraft::CommittedLeaderId::new(1, 1);
-        {
-            let (mut wal, _) = Wal::open(&wal_dir).unwrap();
-            for i in 0..10u64 {
-                let op = TxnOp::Create { opcode: 1, path: format!("/n{i}"), data: Some(vec![]), acl: acl::open_acl(), flags: 0, ttl: -1 };
-                let txn = ferrozk_proto::jute::to_bytes(&Txn { session: 0, time: 0, auth: vec![], op });
-                let batch = Batch(Arc::new(vec![Command { origin: 0, token: 0, txn: Some(txn) }]));
-                let e: Entry<TypeConfig> = Entry { log_id: LogId::new(leader, i), payload: EntryPayload::Normal(batch) };
-                wal.append(1, &bincode::serialize(&e).unwrap()).unwrap();
-            }
-            wal.sync().unwrap();
+        let (mut wal, _) = Wal::open(&wal_dir).unwrap();
+        if first > 0 {
+            wal.restart_at(first + 1).unwrap();
         }
+        for i in first..end {
+            let op = TxnOp::Create { opcode: 1, path: format!("/n{i}"), data: Some(vec![]), acl: acl::open_acl(), flags: 0, ttl: -1 };
+            let txn = ferrozk_proto::jute::to_bytes(&Txn { session: 0, time: 0, auth: vec![], op });
+            let batch = Batch(Arc::new(vec![Command { origin: 0, token: 0, txn: Some(txn) }]));
+            let e: Entry<TypeConfig> = Entry { log_id: LogId::new(leader, i), payload: EntryPayload::Normal(batch) };
+            wal.append(1, &bincode::serialize(&e).unwrap()).unwrap();
+        }
+        wal.sync().unwrap();
         let raft_dir = dir.join("raft");
         std::fs::create_dir_all(&raft_dir).unwrap();
-        write_small(&raft_dir, "committed", &bincode::serialize(&LogId::new(leader, 6)).unwrap(), true).unwrap();
+        write_small(&raft_dir, "committed", &bincode::serialize(&LogId::new(leader, committed)).unwrap(), true).unwrap();
+        if let Some(p) = purged {
+            write_small(&raft_dir, "purged", &bincode::serialize(&LogId::new(leader, p)).unwrap(), true).unwrap();
+        }
+        config
+    }
 
+    #[test]
+    fn a_restart_applies_committed_entries_as_it_reads_them_and_keeps_only_the_rest() {
+        let config = log_on_disk("recover", 0, 10, 6, None);
         let (recovered, files) = recover(&config).unwrap();
         assert_eq!(recovered.applied().map(|a| a.index), Some(6));
         assert_eq!(recovered.replayed_writes, 7);
@@ -2049,6 +2080,17 @@ mod tests {
         assert_eq!(read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (3..10).collect::<Vec<_>>());
         drop(log);
         thread.join().unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&config.data_dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_purged_past_every_readable_snapshot_refuses_to_start() {
+        // Entries 0-4 were purged (a snapshot held them) and no snapshot is left to read.
+        let config = log_on_disk("gap", 5, 10, 8, Some(4));
+        match recover(&config) {
+            Err(e) => assert!(e.contains("incomplete history"), "{e}"),
+            Ok((r, _)) => panic!("recovered a tree at {:?} from a log missing entries 0-4", r.applied()),
+        }
+        std::fs::remove_dir_all(&config.data_dir).unwrap();
     }
 }
