@@ -1358,6 +1358,9 @@ pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>)
     // The connections' tasks live in this set, so that stopping this task (server shutdown)
     // closes them too: a peer must not keep talking to a stopped member's leftovers.
     let mut conns = tokio::task::JoinSet::new();
+    // When a leader's replication last reached this member (ms of `Shared::now`), on any
+    // connection.
+    let replicated = Arc::new(AtomicU64::new(0));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -1368,24 +1371,41 @@ pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>)
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (raft, shared) = (raft.clone(), shared.clone());
+        let (raft, shared, replicated) = (raft.clone(), shared.clone(), replicated.clone());
         conns.spawn(async move {
-            if let Err(e) = serve_peer(stream, raft, shared).await {
+            let mut replicated_here = None;
+            if let Err(e) = serve_peer(stream, &raft, &shared, &replicated, &mut replicated_here).await {
                 tracing::debug!(%peer, "peer connection ended: {e}");
+            }
+            if let Some(at) = replicated_here {
+                stand_after_lease(&raft, &shared, &replicated, at).await;
             }
         });
     }
 }
 
-async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Result<()> {
+/// Serves one member's connection; `replicated_here`: when it last carried a leader's
+/// replication, if it did.
+async fn serve_peer(
+    mut s: TcpStream,
+    raft: &Raft,
+    shared: &Arc<Shared>,
+    replicated: &AtomicU64,
+    replicated_here: &mut Option<u64>,
+) -> io::Result<()> {
     loop {
         let req: PeerRequest = read_msg(&mut s).await?;
         let resp = match req {
-            PeerRequest::Append(r) => PeerResponse::Append(raft.append_entries(r).await),
+            PeerRequest::Append(r) => {
+                let at = shared.now();
+                replicated.store(at, Ordering::Relaxed);
+                *replicated_here = Some(at);
+                PeerResponse::Append(raft.append_entries(r).await)
+            }
             PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
             PeerRequest::Snapshot(r) => PeerResponse::Snapshot(raft.install_snapshot(r).await),
             PeerRequest::Reconfig { origin, token, plan } => {
-                PeerResponse::Reconfig(lead_reconfig(&shared, &raft, origin, token, plan).await.map_err(|e| e.code()))
+                PeerResponse::Reconfig(lead_reconfig(shared, raft, origin, token, plan).await.map_err(|e| e.code()))
             }
             PeerRequest::ForwardStream { from } => {
                 tracing::debug!(member = from, "forwarding stream opened");
@@ -1401,6 +1421,26 @@ async fn serve_peer(mut s: TcpStream, raft: Raft, shared: Arc<Shared>) -> io::Re
         };
         write_msg(&mut s, &resp).await?;
     }
+}
+
+/// The connection a leader replicated over has closed, most likely because it died (a killed
+/// process's sockets close at once). openraft 0.9's follower stands only after the leader
+/// lease (election_timeout_max) plus a random election timeout: 1.5-2 s at tickTime 2000.
+/// This one stands as soon as the lease has run out, plus a jitter so that the remaining
+/// followers do not all stand at once (a split vote), unless a leader is heard from meanwhile.
+/// Votes stay Raft's: a candidate too early is refused, and openraft's own timer goes on.
+async fn stand_after_lease(raft: &Raft, shared: &Shared, replicated: &AtomicU64, last_heard: u64) {
+    let (_, election) = timing(&shared.config);
+    // raft_config: election_timeout_max = 2 x election, and openraft's lease equals it.
+    let lease = election * 2;
+    let jitter = 20 + rand::random::<u64>() % (election / 2).max(1);
+    let at = last_heard + lease + jitter;
+    tokio::time::sleep(Duration::from_millis(at.saturating_sub(shared.now()))).await;
+    if replicated.load(Ordering::Relaxed) > last_heard || shared.is_leader() {
+        return;
+    }
+    tracing::info!(silent_ms = shared.now() - last_heard, "the leader's connection closed and its lease ran out: standing for election");
+    let _ = raft.trigger().elect().await;
 }
 
 /// What the proposer sends to the leader: writes in order and liveness reports.
