@@ -1236,7 +1236,9 @@ async fn read_msg<T: for<'a> Deserialize<'a>>(s: &mut (impl AsyncReadExt + Unpin
 /// falling back to the address recorded in the membership.
 pub struct Network {
     addrs: BTreeMap<u64, String>,
-    /// The shortest time an RPC is given (see `PeerClient::call`).
+    /// The shortest time an RPC is given (see `PeerClient::call`): openraft gives a
+    /// replication request one heartbeat interval, and a member's fsync on a busy disk may take
+    /// longer; at least half a second.
     min_ttl: Duration,
 }
 
@@ -1902,9 +1904,9 @@ pub fn timing(config: &ServerConfig) -> (u64, u64) {
     if config.members.len() <= 1 {
         return (50, 150);
     }
-    let election = (config.tick_time / 4).clamp(500, 1000);
-    // openraft gives each replication request one heartbeat interval to be answered, fsync
-    // included: a third of the election timeout leaves room for a busy disk.
+    // An eighth of a tick (250 ms at tickTime 2000): openraft's leader lease is twice this,
+    // and a killed leader is replaced once it runs out (see stand_after_lease).
+    let election = (config.tick_time / 8).clamp(250, 1000);
     (election / 3, election)
 }
 
@@ -1913,7 +1915,8 @@ pub fn timing(config: &ServerConfig) -> (u64, u64) {
 /// openraft keeps it leader until another is elected; nothing it proposes can commit meanwhile.
 pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
     let (_, election) = timing(&shared.config);
-    let election = Duration::from_millis(election);
+    // As before elections got faster: a leader on a busy machine is not given up too soon.
+    let election = Duration::from_millis(election.max(500));
     let mut last_ok = Instant::now();
     loop {
         if !shared.is_leader() {
@@ -1972,7 +1975,7 @@ pub async fn start(
         ));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1) }, log, sm).await.map_err(|e| e.to_string())?;
+    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1.max(500)) }, log, sm).await.map_err(|e| e.to_string())?;
     // Computed when mntr asks: the metrics change with every entry.
     let metrics = raft.metrics();
     shared.set_ensemble_stats_source(Box::new(move || ensemble_stats(&metrics.borrow(), my_id)));
