@@ -499,8 +499,19 @@ class Session:
         return rep
 
     def drop(self):
-        """Close the TCP connection without closing the session."""
+        """Close the TCP connection without closing the session, and wait (up to 5 s) until
+        the server has closed its side too. ZooKeeper forgets a session's connection by
+        session id when it handles a connection's close: handled after the session's next
+        connection registered, it forgets that one, and a later wrong-password attempt then
+        has no connection of the owner's to close. Waiting keeps runs deterministic."""
         self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(5.0)
+            while self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
