@@ -1238,7 +1238,7 @@ pub struct Network {
     addrs: BTreeMap<u64, String>,
     /// The shortest time an RPC is given (see `PeerClient::call`): openraft gives a
     /// replication request one heartbeat interval, and a member's fsync on a busy disk may take
-    /// longer; at least half a second.
+    /// longer.
     min_ttl: Duration,
 }
 
@@ -1432,9 +1432,8 @@ async fn serve_peer(
 /// followers do not all stand at once (a split vote), unless a leader is heard from meanwhile.
 /// Votes stay Raft's: a candidate too early is refused, and openraft's own timer goes on.
 async fn stand_after_lease(raft: &Raft, shared: &Shared, replicated: &AtomicU64, last_heard: u64) {
-    let (_, election) = timing(&shared.config);
-    // raft_config: election_timeout_max = 2 x election, and openraft's lease equals it.
-    let lease = election * 2;
+    // openraft 0.9's leader lease is its election_timeout_max.
+    let (lease, election) = (raft.config().election_timeout_max, raft.config().election_timeout_min);
     let jitter = 20 + rand::random::<u64>() % (election / 2).max(1);
     let at = last_heard + lease + jitter;
     tokio::time::sleep(Duration::from_millis(at.saturating_sub(shared.now()))).await;
@@ -1900,6 +1899,11 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
 /// after a quarter to half a tick of silence, between 500 ms and 1 s (ZooKeeper notices a dead
 /// leader's closed socket at once, a silent one only after syncLimit ticks: 10 s by
 /// default), so a failover completes well within two ticks plus the election.
+/// What a member is given at least before it counts as unresponsive, however short the
+/// election timeout: a peer RPC's reply (an append's fsync on a busy disk) and, on a leader, a
+/// quorum's answer (check-quorum). Elections got faster than this; these waits did not.
+const BUSY_MACHINE_MS: u64 = 500;
+
 pub fn timing(config: &ServerConfig) -> (u64, u64) {
     if config.members.len() <= 1 {
         return (50, 150);
@@ -1915,8 +1919,7 @@ pub fn timing(config: &ServerConfig) -> (u64, u64) {
 /// openraft keeps it leader until another is elected; nothing it proposes can commit meanwhile.
 pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
     let (_, election) = timing(&shared.config);
-    // As before elections got faster: a leader on a busy machine is not given up too soon.
-    let election = Duration::from_millis(election.max(500));
+    let election = Duration::from_millis(election.max(BUSY_MACHINE_MS));
     let mut last_ok = Instant::now();
     loop {
         if !shared.is_leader() {
@@ -1975,7 +1978,7 @@ pub async fn start(
         ));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1.max(500)) }, log, sm).await.map_err(|e| e.to_string())?;
+    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network { addrs: local_addrs(config), min_ttl: Duration::from_millis(timing(config).1.max(BUSY_MACHINE_MS)) }, log, sm).await.map_err(|e| e.to_string())?;
     // Computed when mntr asks: the metrics change with every entry.
     let metrics = raft.metrics();
     shared.set_ensemble_stats_source(Box::new(move || ensemble_stats(&metrics.borrow(), my_id)));
