@@ -14,6 +14,8 @@ need_apt=()
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 [ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
+command -v go >/dev/null || need_apt+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/samuel/go-zookeeper/zk ] || need_apt+=(golang-github-samuel-go-zookeeper-dev)
 if [ "$what" != rust ] && [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
@@ -62,6 +64,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "pipelining order (raw wire)" bash interop/clients/repro/run.sh
     step "Curator" bash interop/clients/curator/run.sh
     step "Go client" bash interop/clients/go/run.sh
+    step "sessions through a lost quorum (kazoo, Go)" python3 interop/ensemble/quorum_return.py
     step "Node client" bash interop/clients/node/run.sh
     step "cross-client lock (Rust + kazoo)" bash interop/clients/crosslock/run.sh
     step "recipes vs ZooKeeper" bash interop/recipes/run.sh

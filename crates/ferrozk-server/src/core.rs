@@ -299,8 +299,27 @@ impl Shared {
         let changed = self.quorum.swap(ok, Ordering::AcqRel) != ok;
         if changed {
             self.serving_changed(was);
+            if ok && self.is_leader() {
+                // Time without a quorum never counts against a session: its client had no
+                // member to renew it at.
+                self.renew_all_sessions();
+            }
         }
         changed
+    }
+
+    /// Gives every session a fresh timeout from now, as ZooKeeper's leader does when it
+    /// takes over: it cannot know when its clients last reached some member.
+    fn renew_all_sessions(&self) {
+        let mut core = self.lock();
+        let now_ids: Vec<(i64, u64)> = core.sessions.iter().map(|(id, t)| (*id, t.timeout)).collect();
+        for (id, timeout) in now_ids {
+            let at = self.expiry_for(timeout);
+            if let Some(t) = core.sessions.get_mut(&id) {
+                t.expires_at = at;
+                t.closing = false;
+            }
+        }
     }
 
     /// As a ZooKeeper member restarts its server when it loses or finds the quorum: losing
@@ -467,17 +486,7 @@ impl Shared {
         self.fail_sent_writes(leader.map(|l| (l, term)));
         self.serving_changed(was);
         if leading {
-            // A new leader gives every session a fresh timeout (it cannot know when followers
-            // last heard from their clients).
-            let mut core = self.lock();
-            let now_ids: Vec<(i64, u64)> = core.sessions.iter().map(|(id, t)| (*id, t.timeout)).collect();
-            for (id, timeout) in now_ids {
-                let at = self.expiry_for(timeout);
-                if let Some(t) = core.sessions.get_mut(&id) {
-                    t.expires_at = at;
-                    t.closing = false;
-                }
-            }
+            self.renew_all_sessions();
         }
     }
 
@@ -840,9 +849,13 @@ pub async fn run_expiry(shared: Arc<Shared>) {
             }
             continue;
         }
+        // A leader cut off from the quorum expires nothing: its clients cannot reach it, and
+        // a close it proposed would commit the moment the quorum came back.
         if now >= next_tick {
             next_tick = (now / tick + 1) * tick;
-            expire_sessions(&shared, now);
+            if shared.serving() {
+                expire_sessions(&shared, now);
+            }
         }
         if now >= next_reap {
             next_reap = now + reap_every;
