@@ -63,6 +63,8 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "C client" bash interop/cclient/run.sh
     step "pipelining order (raw wire)" bash interop/clients/repro/run.sh
     step "Curator" bash interop/clients/curator/run.sh
+    step "Curator ensemble tracking (3 members)" python3 interop/clients/curator/ensemble_tracking.py
+    step "/zookeeper/config vs ZooKeeper (3 members)" python3 interop/ensemble/zkconfig_diff.py
     step "Go client" bash interop/clients/go/run.sh
     step "sessions through a lost quorum (kazoo, Go)" python3 interop/ensemble/quorum_return.py
     step "Node client" bash interop/clients/node/run.sh

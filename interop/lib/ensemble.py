@@ -88,14 +88,19 @@ class Member(object):
             line += ";%s:%d" % (HOST, self.client_port)
         return line
 
-    def write_config(self, server_lines, tick=2000):
+    def write_config(self, server_lines, tick=2000, client_addrs=None):
         lines = [
             "tickTime=%d" % tick,
             "initLimit=10",
             "syncLimit=5",
             "dataDir=%s" % os.path.join(self.dir, "data"),
             "clientPort=%d" % self.client_port,
-            "clientPortAddress=%s" % HOST,
+        ]
+        # ZooKeeper refuses a clientPortAddress that differs from the wildcard a bare `;port`
+        # in its own server line stands for.
+        if client_addrs != "port":
+            lines.append("clientPortAddress=%s" % HOST)
+        lines += [
             "maxClientCnxns=0",
             "4lw.commands.whitelist=*",
             "admin.enableServer=false",
@@ -161,7 +166,7 @@ class Ensemble(object):
         self.client_addrs = client_addrs
         self.server_lines = [m.server_line(client_addrs) for m in self.members]
         for m in self.members:
-            m.write_config(self.server_lines, tick)
+            m.write_config(self.server_lines, tick, client_addrs)
         self.failed = False
 
     @property

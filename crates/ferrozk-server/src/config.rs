@@ -1,7 +1,7 @@
 //! `zoo.cfg`: Java-properties syntax, ZooKeeper's keys and defaults.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// Settings for one server, as read from `zoo.cfg` or set through [`crate::ServerBuilder`].
@@ -59,7 +59,11 @@ pub struct Member {
     /// Accepted for compatibility; ferrozk elects over the quorum port.
     pub election_port: u16,
     pub observer: bool,
+    /// Where the member serves clients, when its line says (`;[host:]port`).
     pub client_addr: Option<SocketAddr>,
+    /// That address as `/zookeeper/config` shows it: as written, `0.0.0.0:port` for a bare
+    /// port (ZooKeeper's form; Curator reads a wildcard as the member's own host).
+    pub client_spec: Option<String>,
 }
 
 impl Member {
@@ -80,12 +84,27 @@ impl Member {
             Some(r) if r == "observer" => true,
             Some(r) => return Err(format!("unknown role '{r}' (participant or observer)")),
         };
-        let client_addr = match client {
-            None | Some("") => None,
-            Some(c) => Some(match c.rsplit_once(':') {
-                Some((ip, p)) => SocketAddr::new(ip.parse::<IpAddr>().map_err(|_| format!("'{ip}' is not an IP address"))?, port(p)?),
-                None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port(c)?),
-            }),
+        let (client_addr, client_spec) = match client {
+            None | Some("") => (None, None),
+            Some(c) => match c.rsplit_once(':') {
+                Some((host, p)) => {
+                    let p = port(p)?;
+                    let ip = host.trim_start_matches('[').trim_end_matches(']');
+                    let addr = match ip.parse::<IpAddr>() {
+                        Ok(ip) => SocketAddr::new(ip, p),
+                        Err(_) => (host, p)
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or_else(|| format!("client address '{host}' does not resolve"))?,
+                    };
+                    (Some(addr), Some(format!("{host}:{p}")))
+                }
+                None => {
+                    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port(c)?);
+                    (Some(addr), Some(addr.to_string()))
+                }
+            },
         };
         Ok(Member {
             id,
@@ -94,6 +113,7 @@ impl Member {
             election_port: port(parts[2])?,
             observer,
             client_addr,
+            client_spec,
         })
     }
 
@@ -419,6 +439,13 @@ mod tests {
         assert_eq!(c.members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(c.members[0].client_addr, Some("127.0.0.1:2182".parse().unwrap()));
         assert_eq!(c.members[1].client_addr, Some("0.0.0.0:2181".parse().unwrap()));
+        // As /zookeeper/config shows them: ZooKeeper's forms, none for a line without one.
+        assert_eq!(c.members[0].client_spec.as_deref(), Some("127.0.0.1:2182"));
+        assert_eq!(c.members[1].client_spec.as_deref(), Some("0.0.0.0:2181"));
+        assert_eq!(c.members[2].client_spec, None);
+        let named = Member::parse(4, "localhost:1:2;localhost:2184").unwrap();
+        assert_eq!(named.client_spec.as_deref(), Some("localhost:2184"));
+        assert_eq!(named.client_addr.map(|a| a.port()), Some(2184));
         assert!(c.members[2].observer && !c.members[1].observer);
         let e = ServerConfig::parse("clientPort=1\nserver.1=h:1:2:boss\n", "z").unwrap_err();
         assert!(e.0.contains("unknown role 'boss'"), "{e}");

@@ -237,9 +237,9 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
 fn conf(shared: &Shared) -> String {
     let c = &shared.config;
     let log_dir = c.data_log_dir.as_ref().unwrap_or(&c.data_dir);
-    format!(
+    let mut out = format!(
         "clientPort={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize={}\ndataLogDir={}\ndataLogSize={}\n\
-         tickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId=0\n",
+         tickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\nmaxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\n",
         shared.bound.port(),
         c.data_dir.display(),
         dir_size(&c.data_dir),
@@ -249,7 +249,21 @@ fn conf(shared: &Shared) -> String {
         c.max_client_cnxns,
         c.min_timeout(),
         c.max_timeout(),
-    )
+        if shared.ensemble { shared.my_id } else { 0 },
+    );
+    // A member adds its ports and the membership, as /zookeeper/config holds it (ZooKeeper's
+    // text ends there, without a newline).
+    if let Some(me) = c.members.iter().find(|m| m.id == shared.my_id) {
+        let membership = shared.lock().tree.node("/zookeeper/config").and_then(|n| n.data()).unwrap_or_default().to_vec();
+        out.push_str(&format!(
+            "electionAlg=3\nelectionPort={}\nquorumPort={}\npeerType={}\nmembership: \n{}",
+            me.election_port,
+            me.quorum_port,
+            u8::from(me.observer),
+            String::from_utf8_lossy(&membership)
+        ));
+    }
+    out
 }
 
 fn envi(_shared: &Shared) -> String {

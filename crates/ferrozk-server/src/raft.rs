@@ -77,9 +77,11 @@ impl std::fmt::Display for ZkNode {
 }
 
 impl ZkNode {
-    fn of(m: &crate::config::Member, client: Option<std::net::SocketAddr>) -> ZkNode {
+    /// A member as ZooKeeper prints its `server.N` line: the role always, a client address
+    /// only when the line gives one (never filled in from `clientPort`).
+    fn of(m: &crate::config::Member) -> ZkNode {
         let role = if m.observer { "observer" } else { "participant" };
-        let client = m.client_addr.or(client).map(|a| format!(";{a}")).unwrap_or_default();
+        let client = m.client_spec.as_ref().map(|a| format!(";{a}")).unwrap_or_default();
         ZkNode { addr: m.peer_addr(), spec: format!("{}:{}:{}:{role}{client}", m.host, m.quorum_port, m.election_port) }
     }
 }
@@ -1714,7 +1716,7 @@ fn parse_servers(list: &str) -> Result<Vec<(u64, ZkNode, bool)>, ErrorCode> {
         let (key, value) = item.split_once('=').ok_or(ErrorCode::BadArguments)?;
         let id = key.trim().strip_prefix("server.").and_then(|n| n.parse::<u64>().ok()).ok_or(ErrorCode::BadArguments)?;
         let m = crate::config::Member::parse(id, value.trim()).map_err(|_| ErrorCode::BadArguments)?;
-        out.push((id, ZkNode { addr: m.peer_addr(), spec: value.trim().to_string() }, m.observer));
+        out.push((id, ZkNode::of(&m), m.observer));
     }
     Ok(out)
 }
@@ -1950,8 +1952,7 @@ pub fn initial_members(config: &ServerConfig, my_id: u64) -> (BTreeMap<u64, ZkNo
         voters.insert(my_id, ZkNode::default());
     }
     for m in &config.members {
-        let client = if m.id == my_id { Some(config.client_addr) } else { None };
-        let node = ZkNode::of(m, client);
+        let node = ZkNode::of(m);
         if m.observer {
             learners.insert(m.id, node);
         } else {
@@ -2053,6 +2054,30 @@ async fn add_observers(raft: Raft, learners: BTreeMap<u64, ZkNode>, my_id: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_lines_carry_a_client_address_only_where_the_server_line_gives_one() {
+        // The member's own clientPort is never added: clients would be sent to it alone.
+        let config = ServerConfig::parse(
+            "dataDir=/d\nclientPort=2181\nserver.1=h1:2888:3888\nserver.2=h2:2888:3888;2182\nserver.3=h3:2888:3888:observer;10.0.0.3:2183\n",
+            "zoo.cfg",
+        )
+        .unwrap();
+        let (voters, learners) = initial_members(&config, 1);
+        let lines: Vec<String> = voters.iter().chain(learners.iter()).map(|(id, n)| format!("server.{id}={}", n.spec)).collect();
+        assert_eq!(
+            lines,
+            [
+                "server.1=h1:2888:3888:participant",
+                "server.2=h2:2888:3888:participant;0.0.0.0:2182",
+                "server.3=h3:2888:3888:observer;10.0.0.3:2183"
+            ]
+        );
+        // A reconfig's lines are shown in the same form, whatever their spelling.
+        let joining = parse_servers("server.4=h4:2888:3888;2184, server.5=h5:2888:3888:participant").unwrap();
+        assert_eq!(joining[0].1.spec, "h4:2888:3888:participant;0.0.0.0:2184");
+        assert_eq!(joining[1].1.spec, "h5:2888:3888:participant");
+    }
 
     #[test]
     fn commands_encode_as_they_did_with_txn_a_sequence_of_u8() {

@@ -471,7 +471,8 @@ impl DataTree {
                 let (mut st, acl) = (node.persisted(), node.acl_id());
                 st.mtime = ctx.time;
                 st.mzxid = ctx.zxid;
-                st.version += 1;
+                // ZooKeeper writes the config node with version -1 each time.
+                st.version = -1;
                 self.store.set_parts(id, &st, Some(&data), acl);
                 let node = self.store.get(id);
                 changes.push(Change { path: p.to_string(), kind: ChangeKind::DataChanged, acl: node.acl().clone() });
