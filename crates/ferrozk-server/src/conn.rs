@@ -212,7 +212,16 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             core.tree.session(req.session_id).map(|s| s.passwd.clone())
         };
         match known {
-            Some(p) if Some(&p) == req.passwd.as_ref() => (req.session_id, p),
+            Some(p) if Some(&p) == req.passwd.as_ref() => {
+                // Writes the session sent on its previous connection and not yet applied come
+                // before anything it asks on this one (a lost reply's retry must find them).
+                // Bounded: a write that is never applied is failed within that time.
+                let limit = Instant::now() + Duration::from_secs(10);
+                while shared.session_writes_in_flight(req.session_id) && Instant::now() < limit {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                (req.session_id, p)
+            }
             _ => {
                 tracing::info!(%peer, session = format!("0x{:x}", req.session_id), "invalid session: expired or wrong password");
                 let resp = ConnectResponse {

@@ -117,6 +117,8 @@ pub struct Core {
 
 struct PendingWrite {
     reply: Reply,
+    /// The client session it is answered to, if any (0: none).
+    session: i64,
     /// The leader and term it was handed to: a change of either fails it (its outcome is
     /// then unknown).
     sent_to: Option<(u64, u64)>,
@@ -410,11 +412,21 @@ impl Shared {
         let mut core = self.lock();
         core.next_token += 1;
         let token = core.next_token;
+        let mut session = 0;
         if let Some(c) = reply.conn() {
             core.backlog.entry(c).or_default().push_back(Waiting::Write(token));
+            session = core.conns.get(&c).map_or(0, |c| c.session);
         }
-        core.writes.insert(token, PendingWrite { reply, sent_to: None, sent_at: None });
+        core.writes.insert(token, PendingWrite { reply, session, sent_to: None, sent_at: None });
         token
+    }
+
+    /// Whether a write a client of `session` sent here (on any of its connections) is still
+    /// in flight. A session that moves to a new connection waits for these first, so that it
+    /// sees its own writes in order (ZooKeeper orders a session's requests, not a
+    /// connection's).
+    pub fn session_writes_in_flight(&self, session: i64) -> bool {
+        self.lock().writes.values().any(|w| w.session == session)
     }
 
     fn submit(&self, txn: Option<Vec<u8>>, reply: Reply) {
