@@ -20,6 +20,7 @@
 
 mod connection;
 pub mod recipes;
+mod retry;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,6 +35,7 @@ pub use ferrozk_proto::{Acl, CreateMode, ErrorCode, Id, OpResult, Stat};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use connection::{Call, Cmd, Connection, Settings, WatchKind, Watcher};
+pub use retry::{is_retryable, RetryPolicy, Retrying};
 
 /// The state of the session, as `Watcher.Event.KeeperState` describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,26 @@ pub enum SessionState {
     Expired,
     AuthFailed,
     Closed,
+}
+
+/// kazoo's `KazooState` (Curator's `ConnectionState` has the same three at heart): what a
+/// recipe's holder needs to know. While `Suspended`, a lock or leadership may already be lost
+/// (the session may expire meanwhile); once `Lost`, it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    Suspended,
+    Lost,
+}
+
+impl From<SessionState> for ConnectionState {
+    fn from(s: SessionState) -> Self {
+        match s {
+            SessionState::Connected | SessionState::ConnectedReadOnly => ConnectionState::Connected,
+            SessionState::Connecting | SessionState::Disconnected => ConnectionState::Suspended,
+            SessionState::Expired | SessionState::AuthFailed | SessionState::Closed => ConnectionState::Lost,
+        }
+    }
 }
 
 /// A watch notification.
@@ -108,9 +130,17 @@ pub struct ClientBuilder {
     session_timeout: Duration,
     read_only: bool,
     auth: Vec<(String, Vec<u8>)>,
+    retry: RetryPolicy,
 }
 
 impl ClientBuilder {
+    /// How [`Client::retry`], [`Client::retrying`] and the recipes ride through connection
+    /// loss ([`RetryPolicy::default`] unless set; [`RetryPolicy::none`] to see every loss).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     pub fn session_timeout(mut self, t: Duration) -> Self {
         self.session_timeout = t;
         self
@@ -145,7 +175,7 @@ impl ClientBuilder {
         let stream = conn.first_connect().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(conn.run(Some(stream), rx));
-        let client = Client { tx, chroot, state: state_rx, info: info_rx };
+        let client = Client { tx, chroot, state: state_rx, info: info_rx, retry: self.retry };
         for (scheme, auth) in self.auth {
             client.add_auth(&scheme, &auth).await?;
         }
@@ -205,6 +235,7 @@ pub struct Client {
     chroot: String,
     state: watch::Receiver<SessionState>,
     info: watch::Receiver<(i64, Vec<u8>, i32)>,
+    retry: RetryPolicy,
 }
 
 fn decode<T: Decode>(body: &[u8]) -> Result<T, ErrorCode> {
@@ -218,6 +249,7 @@ impl Client {
             session_timeout: Duration::from_secs(30),
             read_only: false,
             auth: Vec::new(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -237,6 +269,16 @@ impl Client {
 
     pub fn state(&self) -> SessionState {
         *self.state.borrow()
+    }
+
+    /// The state as kazoo's listeners name it: connected, suspended (between servers, the
+    /// session may live) or lost (the session is over, and what it held with it).
+    pub fn connection_state(&self) -> ConnectionState {
+        self.state().into()
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// Session state changes, newest first seen.

@@ -10,7 +10,8 @@ const READY: &str = "ready";
 /// blocks until `num_clients` have entered, `leave` blocks until all of them have left.
 ///
 /// Each participant is an ephemeral child of `path` (a random hex name, holding the
-/// identifier); the client that completes the count creates `path/ready`. On leaving, the
+/// identifier); the client that completes the count creates `path/ready`, and the last to
+/// leave removes it (kazoo removes it as each leaves). On leaving, the
 /// participant with the lowest name waits for the others (watching the highest), the others
 /// delete their node and wait for the lowest to go. If a participant's session ends, its node
 /// goes too and it no longer counts.
@@ -51,7 +52,7 @@ impl DoubleBarrier {
 
     /// The participants present, without the `ready` marker.
     async fn participants(&self) -> Result<Vec<String>, ErrorCode> {
-        let (mut children, _) = self.zk.get_children(&self.path).await?;
+        let (mut children, _) = self.zk.retrying().get_children(&self.path).await?;
         children.retain(|c| c != READY);
         Ok(children)
     }
@@ -59,8 +60,13 @@ impl DoubleBarrier {
     /// Joins and waits until `num_clients` participants have joined.
     pub async fn enter(&mut self) -> Result<(), ErrorCode> {
         ensure_path(&self.zk, &self.path).await?;
+        // A fresh name each round: a slow leaver of the last round, waiting for this node's
+        // predecessor to go, must not mistake it for the old one.
+        self.node_name = uuid_hex();
         let own = format!("{}/{}", self.path, self.node_name);
-        match self.zk.create(&own, &self.data, open_acl(), CreateMode::Ephemeral).await {
+        let zk = self.zk.retrying();
+        // The node's name is ours alone: NodeExists is an earlier try whose reply was lost.
+        match zk.create(&own, &self.data, open_acl(), CreateMode::Ephemeral).await {
             Ok(_) | Err(ErrorCode::NodeExists) => {}
             Err(e) => return Err(e),
         }
@@ -68,18 +74,18 @@ impl DoubleBarrier {
         let ready = format!("{}/{READY}", self.path);
         loop {
             // Watch before counting, so the last arrival's `ready` cannot be missed.
-            let (stat, created) = self.zk.exists_w(&ready).await?;
+            let (stat, created) = zk.exists_w(&ready).await?;
             if stat.is_some() {
                 return Ok(());
             }
             if self.participants().await?.len() >= self.num_clients {
-                match self.zk.create(&ready, b"", open_acl(), CreateMode::Persistent).await {
+                match zk.create(&ready, b"", open_acl(), CreateMode::Persistent).await {
                     Ok(_) | Err(ErrorCode::NodeExists) => return Ok(()),
                     Err(e) => return Err(e),
                 }
             }
-            // `ready` may be deleted again by a fast leaver before we look: its creation is
-            // what lets us through.
+            // `ready` stays until the last participant leaves, so a watch restored after a
+            // lost connection still finds it.
             if created.await?.event_type == event::NODE_CREATED {
                 return Ok(());
             }
@@ -88,30 +94,39 @@ impl DoubleBarrier {
 
     /// Leaves and waits until every participant has left.
     pub async fn leave(&mut self) -> Result<(), ErrorCode> {
-        delete_if_exists(&self.zk, &format!("{}/{READY}", self.path)).await?;
         let own = format!("{}/{}", self.path, self.node_name);
         loop {
             let mut children = self.participants().await?;
-            if children.is_empty() {
+            if !children.contains(&self.node_name) {
                 break;
             }
-            if children.len() == 1 && children[0] == self.node_name {
+            if children.len() == 1 {
+                // The last to leave lowers `ready`: a participant still entering (its
+                // connection lost when `ready` came) must find it, and nobody returns from
+                // `leave`, so nobody enters again, before this node is gone.
+                delete_if_exists(&self.zk, &format!("{}/{READY}", self.path)).await?;
                 delete_if_exists(&self.zk, &own).await?;
                 break;
             }
             children.sort();
-            let lowest = &children[0];
-            let wait_for = if *lowest == self.node_name {
+            let lowest = children[0].clone();
+            if lowest == self.node_name {
                 // The lowest leaves last: wait for the others, the highest first.
-                children.last().cloned().unwrap_or_default()
-            } else {
-                delete_if_exists(&self.zk, &own).await?;
-                lowest.clone()
-            };
-            let (stat, gone) = self.zk.exists_w(&format!("{}/{wait_for}", self.path)).await?;
+                let highest = children.last().cloned().unwrap_or_default();
+                let (stat, gone) = self.zk.retrying().exists_w(&format!("{}/{highest}", self.path)).await?;
+                if stat.is_some() {
+                    gone.await?;
+                }
+                continue;
+            }
+            // The others go, then wait for the lowest: once it has gone, everyone has. Not
+            // looked at again: nodes there by then belong to the next round.
+            delete_if_exists(&self.zk, &own).await?;
+            let (stat, gone) = self.zk.retrying().exists_w(&format!("{}/{lowest}", self.path)).await?;
             if stat.is_some() {
                 gone.await?;
             }
+            break;
         }
         self.participating = false;
         Ok(())

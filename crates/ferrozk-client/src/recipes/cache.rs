@@ -45,7 +45,7 @@ fn difference(path: &str, before: Option<&NodeData>, after: Option<&NodeData>) -
 }
 
 async fn read_node(zk: &Client, path: &str) -> Result<Option<NodeData>, ErrorCode> {
-    match zk.get_data(path).await {
+    match zk.retrying().get_data(path).await {
         Ok((data, stat)) => Ok(Some(NodeData { data, stat })),
         Err(ErrorCode::NoNode) => Ok(None),
         Err(e) => Err(e),
@@ -123,7 +123,7 @@ impl NodeCache {
     /// it closes when the cache stops (dropped, or the session ended).
     pub async fn start(zk: &Client, path: &str) -> Result<(NodeCache, mpsc::UnboundedReceiver<CacheEvent>), ErrorCode> {
         // Watch first, then read: a change between the two is then not missed.
-        let mut events = zk.add_watch(path, false).await?;
+        let mut events = zk.retry(|| zk.add_watch(path, false)).await?;
         let initial = read_node(zk, path).await?;
         let (current_tx, current) = watch::channel(initial);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -209,7 +209,7 @@ async fn read_tree(zk: &Client, root: &str) -> Result<BTreeMap<String, NodeData>
     while let Some(path) = todo.pop() {
         let Some(node) = read_node(zk, &path).await? else { continue };
         if node.stat.num_children > 0 {
-            match zk.get_children(&path).await {
+            match zk.retrying().get_children(&path).await {
                 Ok((children, _)) => todo.extend(children.iter().map(|c| child_path(&path, c))),
                 Err(ErrorCode::NoNode) => continue,
                 Err(e) => return Err(e),
@@ -225,7 +225,7 @@ impl TreeCache {
     /// channel; it closes when the cache stops (dropped, or the session ended).
     pub async fn start(zk: &Client, root: &str) -> Result<(TreeCache, mpsc::UnboundedReceiver<CacheEvent>), ErrorCode> {
         let root = if root == "/" { root.to_string() } else { root.trim_end_matches('/').to_string() };
-        let mut events = zk.add_watch(&root, true).await?;
+        let mut events = zk.retry(|| zk.add_watch(&root, true)).await?;
         let nodes = Arc::new(Mutex::new(read_tree(zk, &root).await?));
         let (tx, rx) = mpsc::unbounded_channel();
         let (zk, shared) = (zk.clone(), nodes.clone());

@@ -33,7 +33,9 @@ impl LeaderElection {
 
     /// Waits to be elected, runs `lead`, then steps down. `Ok(None)` if cancelled (see
     /// [`LeaderElection::canceller`]) before being elected. If this future is dropped, the
-    /// candidate leaves the queue (or steps down, if it was leading).
+    /// candidate leaves the queue (or steps down, if it was leading). Connection loss is ridden
+    /// through while the session lives; if it ends while leading, `lead` is dropped and
+    /// `Err(SessionExpired)` says leadership was lost.
     pub async fn run<F, T>(&mut self, lead: F) -> Result<Option<T>, ErrorCode>
     where
         F: std::future::Future<Output = T>,
@@ -42,7 +44,12 @@ impl LeaderElection {
             return Ok(None);
         }
         let held = ReleaseOnDrop(&mut self.lock);
-        let out = lead.await;
+        // Leadership ends with the session: `lead` is stopped then, and the loss reported.
+        let zk = held.0.client().clone();
+        let out = tokio::select! {
+            out = lead => out,
+            _ = zk.session_lost() => return Err(ErrorCode::SessionExpired),
+        };
         held.0.release().await?;
         Ok(Some(out))
     }
@@ -136,6 +143,7 @@ async fn observe_once<F: FnMut(Option<&str>)>(
     on_change: &mut F,
     wakeups: &AtomicU64,
 ) -> Result<(), ErrorCode> {
+    let zk = zk.retrying();
     let children = match zk.get_children(path).await {
         Ok((c, _)) => c,
         Err(ErrorCode::NoNode) => Vec::new(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{delete_in_background, ensure_path, uuid_hex, wait_until, Canceller, CleanupGuard, Leftover, Waited};
-use crate::{open_acl, Client, CreateMode, ErrorCode};
+use crate::{open_acl, Client, ConnectionState, CreateMode, ErrorCode};
 
 /// What a lock node stands for, and which others it waits behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +104,15 @@ impl Lock {
         }
     }
 
+    /// Whether this `Lock` holds the lock: false once the session is lost (its node went with
+    /// it). While the connection is suspended ([`Client::connection_state`]) the lock is held
+    /// only as long as the session outlives the disconnection.
     pub fn is_acquired(&self) -> bool {
-        self.holds > 0
+        self.holds > 0 && self.zk.connection_state() != ConnectionState::Lost
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.zk
     }
 
     /// The path of this contender's node while the lock is held.
@@ -122,6 +129,12 @@ impl Lock {
     /// cancelled; the contender's node is removed then.
     pub async fn acquire(&mut self, timeout: Option<Duration>) -> Result<bool, ErrorCode> {
         if self.holds > 0 {
+            if !self.is_acquired() {
+                // The session ended while held: the lock is gone with it.
+                self.holds = 0;
+                self.node = None;
+                return Err(ErrorCode::SessionExpired);
+            }
             self.holds += 1;
             return Ok(true);
         }
@@ -135,12 +148,13 @@ impl Lock {
         // touch the node of a later one.
         let prefix = format!("{}{}", uuid_hex(), self.kind.node_name());
         let guard = CleanupGuard::new(&self.zk, &self.path, Leftover::Prefix(prefix.clone()));
-        let node_path = format!("{}/{prefix}", self.path);
-        let mut created = self.zk.create(&node_path, &self.data, open_acl(), CreateMode::EphemeralSequential).await;
+        // Through connection loss: a create whose reply was lost is found again by its prefix.
+        let create = || self.zk.retrying().create_sequential(&self.path, &prefix, &self.data, open_acl(), CreateMode::EphemeralSequential);
+        let mut created = create().await;
         if created == Err(ErrorCode::NoNode) {
             // Someone removed the lock's path since it was ensured.
             ensure_path(&self.zk, &self.path).await?;
-            created = self.zk.create(&node_path, &self.data, open_acl(), CreateMode::EphemeralSequential).await;
+            created = create().await;
         }
         let result = match created {
             Ok(node) => {
@@ -170,7 +184,7 @@ impl Lock {
             if self.cancel.is_cancelled() {
                 return Ok(false);
             }
-            let (children, _) = self.zk.get_children(&self.path).await?;
+            let (children, _) = self.zk.retrying().get_children(&self.path).await?;
             if !children.iter().any(|c| c == name) {
                 // Our node went with our session.
                 return Err(ErrorCode::SessionExpired);
@@ -182,7 +196,9 @@ impl Lock {
                 .max_by(|a, b| a.0.cmp(&b.0))
                 .map(|(_, c)| c.clone());
             let Some(pred) = predecessor else { return Ok(true) };
-            let (stat, watch) = self.zk.exists_w(&format!("{}/{}", self.path, pred)).await?;
+            // A connection lost while waiting leaves the watch in place (the client restores it
+            // on reconnect, and a deletion missed meanwhile fires then).
+            let (stat, watch) = self.zk.retrying().exists_w(&format!("{}/{}", self.path, pred)).await?;
             if stat.is_none() {
                 continue;
             }
@@ -211,14 +227,12 @@ impl Lock {
         self.holds -= 1;
         if self.holds == 0 {
             if let Some(n) = self.node.take() {
-                match self.zk.delete(&n, -1).await {
-                    Ok(()) | Err(ErrorCode::NoNode) => {}
-                    Err(e) => {
-                        // Keep trying while the session lives, or the waiters would wait for
-                        // the session to end.
-                        delete_in_background(&self.zk, n);
-                        return Err(e);
-                    }
+                // Retried through connection loss; SessionExpired says the lock was lost.
+                if let Err(e) = self.zk.retrying().delete(&n, -1).await {
+                    // Keep trying while the session lives, or the waiters would wait for the
+                    // session to end.
+                    delete_in_background(&self.zk, n);
+                    return Err(e);
                 }
             }
         }
@@ -227,7 +241,7 @@ impl Lock {
 
     /// The identifiers of the contenders, in queue order (kazoo's `contenders()`).
     pub async fn contenders(&self) -> Result<Vec<String>, ErrorCode> {
-        let (children, _) = match self.zk.get_children(&self.path).await {
+        let (children, _) = match self.zk.retrying().get_children(&self.path).await {
             Ok(c) => c,
             Err(ErrorCode::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -239,7 +253,7 @@ impl Lock {
         queued.sort();
         let mut out = Vec::new();
         for (_, c) in queued {
-            if let Ok((data, _)) = self.zk.get_data(&format!("{}/{c}", self.path)).await {
+            if let Ok((data, _)) = self.zk.retrying().get_data(&format!("{}/{c}", self.path)).await {
                 out.push(String::from_utf8_lossy(&data).into_owned());
             }
         }

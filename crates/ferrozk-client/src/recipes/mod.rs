@@ -39,15 +39,15 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::{open_acl, Client, CreateMode, ErrorCode, SessionState};
+use crate::{open_acl, Client, CreateMode, ErrorCode};
 
-/// Creates `path` and its missing ancestors as persistent nodes.
+/// Creates `path` and its missing ancestors as persistent nodes (through connection loss).
 pub async fn ensure_path(zk: &Client, path: &str) -> Result<(), ErrorCode> {
     let mut at = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         at.push('/');
         at.push_str(part);
-        match zk.create(&at, b"", open_acl(), CreateMode::Persistent).await {
+        match zk.retrying().create(&at, b"", open_acl(), CreateMode::Persistent).await {
             Ok(_) | Err(ErrorCode::NodeExists) => {}
             Err(e) => return Err(e),
         }
@@ -177,43 +177,28 @@ impl Drop for CleanupGuard {
 /// Deletes the leftovers, retrying across connection losses while the session lives (after
 /// that the server removes ephemerals itself).
 pub(crate) async fn remove_leftovers(zk: &Client, parent: &str, leftover: &Leftover) {
-    for _ in 0..20 {
-        let result = match leftover {
-            Leftover::Child(name) => delete_if_exists(zk, &format!("{parent}/{name}")).await,
-            Leftover::Prefix(prefix) => match zk.get_children(parent).await {
-                Ok((children, _)) => {
-                    let mut result = Ok(());
-                    for c in children.iter().filter(|c| c.starts_with(prefix.as_str())) {
-                        result = result.and(delete_if_exists(zk, &format!("{parent}/{c}")).await);
-                    }
-                    result
+    let result = match leftover {
+        Leftover::Child(name) => delete_if_exists(zk, &format!("{parent}/{name}")).await,
+        Leftover::Prefix(prefix) => match zk.retrying().get_children(parent).await {
+            Ok((children, _)) => {
+                let mut result = Ok(());
+                for c in children.iter().filter(|c| c.starts_with(prefix.as_str())) {
+                    result = result.and(delete_if_exists(zk, &format!("{parent}/{c}")).await);
                 }
-                Err(ErrorCode::NoNode) => Ok(()),
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(()) => return,
-            Err(ErrorCode::ConnectionLoss) => {
-                // The state may still read Connected for a moment after the loss.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                if zk.wait_for(SessionState::Connected).await != SessionState::Connected {
-                    return;
-                }
+                result
             }
-            Err(e) => {
-                tracing::debug!(parent, "could not clean up after an abandoned attempt: {e}");
-                return;
-            }
-        }
+            Err(ErrorCode::NoNode) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(parent, "could not clean up after an abandoned attempt: {e}");
     }
 }
 
+/// Deletes `path` through connection loss; a node already gone is no error.
 pub(crate) async fn delete_if_exists(zk: &Client, path: &str) -> Result<(), ErrorCode> {
-    match zk.delete(path, -1).await {
-        Ok(()) | Err(ErrorCode::NoNode) => Ok(()),
-        Err(e) => Err(e),
-    }
+    zk.retrying().delete(path, -1).await
 }
 
 /// Spawns the deletion of a node whose owner is gone without releasing it (e.g. a dropped

@@ -41,7 +41,8 @@ impl Party {
     /// Joins the party (idempotent).
     pub async fn join(&mut self) -> Result<(), ErrorCode> {
         ensure_path(&self.zk, &self.path).await?;
-        match self.zk.create(&self.node, &self.data, open_acl(), CreateMode::Ephemeral).await {
+        // The node's name is ours alone: NodeExists is an earlier try whose reply was lost.
+        match self.zk.retrying().create(&self.node, &self.data, open_acl(), CreateMode::Ephemeral).await {
             Ok(_) | Err(ErrorCode::NodeExists) => {
                 self.participating = true;
                 Ok(())
@@ -58,7 +59,7 @@ impl Party {
 
     /// The members' identifiers, in node-name order (random, not joining order).
     pub async fn members(&self) -> Result<Vec<String>, ErrorCode> {
-        let children = match self.zk.get_children(&self.path).await {
+        let children = match self.zk.retrying().get_children(&self.path).await {
             Ok((c, _)) => c,
             Err(ErrorCode::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -69,13 +70,13 @@ impl Party {
     /// The members, and a watch that fires when someone joins or leaves.
     pub async fn members_w(&self) -> Result<(Vec<String>, OneshotWatch), ErrorCode> {
         ensure_path(&self.zk, &self.path).await?;
-        let ((children, _), changed) = self.zk.get_children_w(&self.path).await?;
+        let ((children, _), changed) = self.zk.retrying().get_children_w(&self.path).await?;
         Ok((self.identifiers(children).await?, changed))
     }
 
     /// How many members there are.
     pub async fn len(&self) -> Result<usize, ErrorCode> {
-        match self.zk.get_children(&self.path).await {
+        match self.zk.retrying().get_children(&self.path).await {
             Ok((c, _)) => Ok(c.iter().filter(|c| c.contains(MEMBER_MARK)).count()),
             Err(ErrorCode::NoNode) => Ok(0),
             Err(e) => Err(e),
@@ -89,7 +90,7 @@ impl Party {
     async fn identifiers(&self, children: Vec<String>) -> Result<Vec<String>, ErrorCode> {
         let mut members = Vec::new();
         for c in children.iter().filter(|c| c.contains(MEMBER_MARK)) {
-            match self.zk.get_data(&format!("{}/{c}", self.path)).await {
+            match self.zk.retrying().get_data(&format!("{}/{c}", self.path)).await {
                 Ok((data, _)) => members.push(String::from_utf8_lossy(&data).into_owned()),
                 // Left between the listing and the read.
                 Err(ErrorCode::NoNode) => {}

@@ -58,10 +58,13 @@ impl Queue {
     pub async fn put_with_priority(&self, value: &[u8], priority: u16) -> Result<String, ErrorCode> {
         check_priority(priority)?;
         let node = format!("{}/entry-{priority:03}-", self.path);
-        match self.zk.create(&node, value, open_acl(), CreateMode::PersistentSequential).await {
+        // Retried through connection loss: at least once (kazoo's layout has no room for a
+        // marker to find a lost reply's entry by, so that entry may then be there twice).
+        let zk = self.zk.retrying();
+        match zk.create(&node, value, open_acl(), CreateMode::PersistentSequential).await {
             Err(ErrorCode::NoNode) => {
                 ensure_path(&self.zk, &self.path).await?;
-                self.zk.create(&node, value, open_acl(), CreateMode::PersistentSequential).await
+                zk.create(&node, value, open_acl(), CreateMode::PersistentSequential).await
             }
             other => other,
         }
@@ -71,7 +74,7 @@ impl Queue {
     pub async fn get(&mut self) -> Result<Option<Vec<u8>>, ErrorCode> {
         loop {
             if self.pending.is_empty() {
-                self.pending = match self.zk.get_children(&self.path).await {
+                self.pending = match self.zk.retrying().get_children(&self.path).await {
                     Ok((children, _)) => children,
                     Err(ErrorCode::NoNode) => Vec::new(),
                     Err(e) => return Err(e),
@@ -84,14 +87,15 @@ impl Queue {
             // listed ones in order keeps FIFO order.
             let name = self.pending.remove(0);
             let node = format!("{}/{name}", self.path);
-            let data = match self.zk.get_data(&node).await {
+            let data = match self.zk.retrying().get_data(&node).await {
                 Ok((data, _)) => data,
                 Err(ErrorCode::NoNode) => continue,
                 Err(e) => return Err(e),
             };
-            match self.zk.delete(&node, -1).await {
+            match self.zk.retry(|| self.zk.delete(&node, -1)).await {
                 Ok(()) => return Ok(Some(data)),
-                // Another consumer took it.
+                // Another consumer took it (or, as with kazoo, our own take whose reply was
+                // lost: at most once).
                 Err(ErrorCode::NoNode) => continue,
                 Err(e) => return Err(e),
             }
@@ -107,7 +111,7 @@ impl Queue {
             if let Some(value) = self.get().await? {
                 return Ok(Some(value));
             }
-            let changed = match self.zk.get_children_w(&self.path).await {
+            let changed = match self.zk.retrying().get_children_w(&self.path).await {
                 Ok(((children, _), _)) if !children.is_empty() => continue,
                 Ok((_, changed)) => changed,
                 Err(ErrorCode::NoNode) => {
@@ -130,7 +134,7 @@ impl Queue {
 
     /// How many entries the queue holds.
     pub async fn len(&self) -> Result<usize, ErrorCode> {
-        match self.zk.exists(&self.path).await? {
+        match self.zk.retrying().exists(&self.path).await? {
             Some(stat) => Ok(stat.num_children as usize),
             None => Ok(0),
         }
@@ -205,7 +209,8 @@ impl LockingQueue {
     pub async fn put_with_priority(&mut self, value: &[u8], priority: u16) -> Result<(), ErrorCode> {
         check_priority(priority)?;
         self.ensure_paths().await?;
-        self.zk.create(&self.entry_prefix(priority), value, open_acl(), CreateMode::PersistentSequential).await?;
+        // At least once, as Queue::put.
+        self.zk.retrying().create(&self.entry_prefix(priority), value, open_acl(), CreateMode::PersistentSequential).await?;
         Ok(())
     }
 
@@ -213,11 +218,12 @@ impl LockingQueue {
     pub async fn put_all(&mut self, values: &[&[u8]], priority: u16) -> Result<(), ErrorCode> {
         check_priority(priority)?;
         self.ensure_paths().await?;
-        let ops = values
+        let ops: Vec<Op> = values
             .iter()
             .map(|v| Op::Create { path: self.entry_prefix(priority), data: v.to_vec(), acl: open_acl(), mode: CreateMode::PersistentSequential })
             .collect();
-        self.zk.multi(ops).await.map(|_| ()).map_err(|(e, _)| e)
+        // At least once, as Queue::put.
+        self.zk.retry(|| async { self.zk.multi(ops.clone()).await.map(|_| ()).map_err(|(e, _)| e) }).await
     }
 
     /// Locks and returns the first unlocked entry, waiting for one (at most `timeout`, if
@@ -233,8 +239,8 @@ impl LockingQueue {
         loop {
             // Entries arriving and locks going (released, or their session ended) can both
             // make an entry available.
-            let ((entries, _), entries_changed) = self.zk.get_children_w(&self.entries_path).await?;
-            let ((taken, _), taken_changed) = self.zk.get_children_w(&self.taken_path).await?;
+            let ((entries, _), entries_changed) = self.zk.retrying().get_children_w(&self.entries_path).await?;
+            let ((taken, _), taken_changed) = self.zk.retrying().get_children_w(&self.taken_path).await?;
             for name in entries.iter().filter(|e| !taken.contains(e)) {
                 if let Some(value) = self.take(name).await? {
                     self.processing = Some((name.clone(), value.clone()));
@@ -259,18 +265,26 @@ impl LockingQueue {
         let lock = format!("{}/{name}", self.taken_path);
         // Until the entry is recorded as ours, a dropped `get` must not leave it locked.
         let guard = CleanupGuard::new(&self.zk, &self.taken_path, Leftover::Child(name.to_string()));
-        match self.zk.create(&lock, &self.id, open_acl(), CreateMode::Ephemeral).await {
+        match self.zk.retrying().create(&lock, &self.id, open_acl(), CreateMode::Ephemeral).await {
             Ok(_) => {}
-            Err(ErrorCode::NodeExists) => {
-                guard.disarm();
-                return Ok(None);
-            }
+            // Someone else's, or ours from a try whose reply was lost: the owner id tells.
+            Err(ErrorCode::NodeExists) => match self.zk.retrying().get_data(&lock).await {
+                Ok((owner, _)) if owner == self.id => {}
+                Ok(_) | Err(ErrorCode::NoNode) => {
+                    guard.disarm();
+                    return Ok(None);
+                }
+                Err(e) => {
+                    guard.clean_up().await;
+                    return Err(e);
+                }
+            },
             Err(e) => {
                 guard.clean_up().await;
                 return Err(e);
             }
         }
-        match self.zk.get_data(&format!("{}/{name}", self.entries_path)).await {
+        match self.zk.retrying().get_data(&format!("{}/{name}", self.entries_path)).await {
             Ok((value, _)) => {
                 guard.disarm();
                 Ok(Some(value))
@@ -290,8 +304,8 @@ impl LockingQueue {
     pub async fn holds_lock(&self) -> Result<bool, ErrorCode> {
         let Some((name, _)) = &self.processing else { return Ok(false) };
         let lock = format!("{}/{name}", self.taken_path);
-        self.zk.sync(&lock).await?;
-        match self.zk.get_data(&lock).await {
+        self.zk.retry(|| self.zk.sync(&lock)).await?;
+        match self.zk.retrying().get_data(&lock).await {
             Ok((owner, _)) => Ok(owner == self.id),
             Err(ErrorCode::NoNode) => Ok(false),
             Err(e) => Err(e),
@@ -321,7 +335,20 @@ impl LockingQueue {
             ops.push(Op::Delete { path: format!("{}/{name}", self.entries_path), version: -1 });
         }
         ops.push(Op::Delete { path: lock, version: -1 });
-        self.zk.multi(ops).await.map_err(|(e, _)| e)?;
+        self.zk
+            .retry(|| async {
+                match self.zk.multi(ops.clone()).await {
+                    Ok(_) => Ok(()),
+                    // The reply was lost: done if our lock is gone (only we delete it while
+                    // the session lives), else tried again.
+                    Err((e, _)) if crate::is_retryable(e) => match self.holds_lock().await? {
+                        false => Ok(()),
+                        true => Err(e),
+                    },
+                    Err((e, _)) => Err(e),
+                }
+            })
+            .await?;
         self.processing = None;
         Ok(true)
     }
@@ -333,7 +360,7 @@ impl LockingQueue {
 
     /// How many entries the queue holds, locked ones included.
     pub async fn len(&self) -> Result<usize, ErrorCode> {
-        match self.zk.exists(&self.entries_path).await? {
+        match self.zk.retrying().exists(&self.entries_path).await? {
             Some(stat) => Ok(stat.num_children as usize),
             None => Ok(0),
         }

@@ -102,10 +102,11 @@ impl Semaphore {
         if let Some((parent, _)) = self.path.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
             ensure_path(&self.zk, parent).await?;
         }
-        match self.zk.create(&self.path, self.max_leases.to_string().as_bytes(), open_acl(), CreateMode::Persistent).await {
+        let zk = self.zk.retrying();
+        match zk.create(&self.path, self.max_leases.to_string().as_bytes(), open_acl(), CreateMode::Persistent).await {
             Ok(_) => Ok(()),
             Err(ErrorCode::NodeExists) => {
-                let (data, _) = self.zk.get_data(&self.path).await?;
+                let (data, _) = zk.get_data(&self.path).await?;
                 // Like kazoo, non-numeric data is someone else's business, not a conflict.
                 match String::from_utf8_lossy(&data).trim().parse::<usize>() {
                     Ok(recorded) if recorded != self.max_leases => Err(ErrorCode::BadArguments),
@@ -127,14 +128,15 @@ impl Semaphore {
 
     /// The identifiers of the current lease holders, unordered (kazoo's `lease_holders()`).
     pub async fn lease_holders(&self) -> Result<Vec<String>, ErrorCode> {
-        let children = match self.zk.get_children(&self.path).await {
+        let zk = self.zk.retrying();
+        let children = match zk.get_children(&self.path).await {
             Ok((c, _)) => c,
             Err(ErrorCode::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut holders = Vec::new();
         for c in children {
-            match self.zk.get_data(&format!("{}/{c}", self.path)).await {
+            match zk.get_data(&format!("{}/{c}", self.path)).await {
                 Ok((data, _)) => holders.push(String::from_utf8_lossy(&data).into_owned()),
                 Err(ErrorCode::NoNode) => {}
                 Err(e) => return Err(e),
@@ -161,10 +163,11 @@ async fn take_lease(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let ((children, _), changed) = zk.get_children_w(path).await?;
+        let ((children, _), changed) = zk.retrying().get_children_w(path).await?;
         if children.len() < max_leases {
             let guard = CleanupGuard::new(zk, path, Leftover::Child(name.clone()));
-            match zk.create(&lease, data, open_acl(), CreateMode::Ephemeral).await {
+            // The lease's name is ours alone: NodeExists is an earlier try whose reply was lost.
+            match zk.retrying().create(&lease, data, open_acl(), CreateMode::Ephemeral).await {
                 Ok(_) | Err(ErrorCode::NodeExists) => {
                     guard.disarm();
                     return Ok(Some(lease));

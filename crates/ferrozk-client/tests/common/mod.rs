@@ -101,3 +101,101 @@ where
     })
     .await
 }
+
+/// A proxy between a client and the test's server that cuts every connection a few requests
+/// after its handshake, while enabled: each request it forwards may be the one whose reply never
+/// arrives (the client sees ConnectionLoss in the middle of a recipe operation, and reconnects
+/// through the proxy with its session).
+pub struct CuttingProxy {
+    pub connect: String,
+    enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections cut so far.
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// A proxy to this server that cuts connections (see [`CuttingProxy`]), cutting from the start.
+    pub async fn cutting_proxy(&self) -> CuttingProxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (target, chroot) = match self.connect.find('/') {
+            Some(i) => (self.connect[..i].to_string(), self.connect[i..].to_string()),
+            None => (self.connect.clone(), String::new()),
+        };
+        let target = target.split(',').next().unwrap().to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = format!("{}{chroot}", listener.local_addr().unwrap());
+        let (enabled, cuts) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+        let (on, counted) = (enabled.clone(), cuts.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                // Requests forwarded after the handshake before the cut: 1 to 6.
+                let budget = on.load(Ordering::SeqCst).then(|| 1 + rand::random::<u32>() % 6);
+                let (target, counted) = (target.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    });
+                    let mut frames = 0u32;
+                    loop {
+                        let mut len = [0u8; 4];
+                        if from_client.read_exact(&mut len).await.is_err() {
+                            break;
+                        }
+                        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                        if from_client.read_exact(&mut body).await.is_err()
+                            || to_server.write_all(&len).await.is_err()
+                            || to_server.write_all(&body).await.is_err()
+                        {
+                            break;
+                        }
+                        // Frame 0 is the handshake; the cut comes after request number `budget`,
+                        // once the server had a moment to act on it.
+                        if budget.is_some_and(|b| frames >= b) {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        frames += 1;
+                    }
+                    down.abort();
+                });
+            }
+        });
+        CuttingProxy { connect, enabled, cuts, task }
+    }
+}
+
+impl CuttingProxy {
+    /// A client through the proxy, with a session long enough to outlive the cuts.
+    pub async fn client(&self) -> Client {
+        let mut attempts = 0;
+        loop {
+            match Client::builder(&self.connect).session_timeout(Duration::from_secs(20)).connect().await {
+                Ok(zk) => return zk,
+                // The handshake's connection may be cut right after it.
+                Err(_) if attempts < 20 => attempts += 1,
+                Err(e) => panic!("cannot connect through the proxy: {e}"),
+            }
+        }
+    }
+
+    /// Stops cutting new connections (those already open keep their budget).
+    pub fn stop_cutting(&self) {
+        self.enabled.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
