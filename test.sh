@@ -69,6 +69,8 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "sessions through a lost quorum (kazoo, Go)" python3 interop/ensemble/quorum_return.py
     step "Node client" bash interop/clients/node/run.sh
     step "cross-client lock (Rust + kazoo)" bash interop/clients/crosslock/run.sh
+    step "cross-client lock through leader failovers" python3 interop/clients/crosslock/failover.py
+    step "cross-client lock through ZooKeeper failovers" python3 interop/clients/crosslock/failover.py --backend zookeeper
     step "recipes vs ZooKeeper" bash interop/recipes/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
