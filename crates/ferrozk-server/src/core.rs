@@ -175,9 +175,12 @@ pub struct EnsembleStats {
     pub voters: usize,
     /// Other members this leader replicates to (voters and observers).
     pub followers: usize,
-    /// Of those, the voters caught up with it.
+    /// Of those, the voters caught up with it,
     pub synced: usize,
+    /// the observers,
     pub synced_observers: usize,
+    /// and the members outside the config that still follow (ZooKeeper's non-voting followers).
+    pub synced_non_voting: usize,
 }
 
 impl Reply {
@@ -205,6 +208,11 @@ pub struct Shared {
     /// The current leader's id (0: none known).
     leader: AtomicU64,
     relink: AtomicBool,
+    /// A reconfig is being carried out here (one at a time, as ZooKeeper's ReconfigInProgress).
+    pub reconfig_in_progress: AtomicBool,
+    /// This leader was removed from the voters and waits for one of them to take over: it
+    /// proposes nothing meanwhile (see `raft::hand_over`).
+    pub handing_over: AtomicBool,
     /// False while this leader hears no quorum (check-quorum).
     quorum: AtomicBool,
     /// Signalled when snapCount writes were applied since the last snapshot.
@@ -241,6 +249,8 @@ impl Shared {
             is_leader: AtomicBool::new(false),
             leader: AtomicU64::new(0),
             relink: AtomicBool::new(false),
+            reconfig_in_progress: AtomicBool::new(false),
+            handing_over: AtomicBool::new(false),
             quorum: AtomicBool::new(true),
             snapshot_due: tokio::sync::Notify::new(),
             snapshot_writing: tokio::sync::watch::channel(false).0,

@@ -312,7 +312,8 @@ fn mntr(shared: &Shared) -> String {
             rows.push(("zk_learners", e.followers.to_string()));
             rows.push(("zk_followers", e.followers.to_string()));
             rows.push(("zk_synced_followers", e.synced.to_string()));
-            rows.push(("zk_synced_non_voting_followers", e.synced_observers.to_string()));
+            rows.push(("zk_synced_non_voting_followers", e.synced_non_voting.to_string()));
+            rows.push(("zk_synced_observers", e.synced_observers.to_string()));
             rows.push(("zk_pending_syncs", core.pending_syncs().to_string()));
         }
     }

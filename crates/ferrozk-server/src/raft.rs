@@ -84,6 +84,29 @@ impl ZkNode {
         let client = m.client_spec.as_ref().map(|a| format!(";{a}")).unwrap_or_default();
         ZkNode { addr: m.peer_addr(), spec: format!("{}:{}:{}:{role}{client}", m.host, m.quorum_port, m.election_port) }
     }
+
+    /// The role its `server.N` line gives (`participant` or `observer`).
+    fn role(&self) -> &str {
+        let peer = self.spec.split(';').next().unwrap_or_default();
+        peer.rsplit(':').next().unwrap_or_default()
+    }
+
+    /// The same member, as a participant no longer voting: see [`in_config`].
+    fn as_non_voting(&self) -> ZkNode {
+        let (peer, client) = self.spec.split_once(';').map_or((self.spec.as_str(), None), |(p, c)| (p, Some(c)));
+        let host_ports = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
+        let client = client.map(|c| format!(";{c}")).unwrap_or_default();
+        ZkNode { addr: self.addr.clone(), spec: format!("{host_ports}:participant{client}") }
+    }
+}
+
+/// Whether a member of openraft's membership is in ZooKeeper's config: a voter, or a learner
+/// whose line says `observer`. A learner whose line says `participant` is outside it: a member
+/// that `reconfig` removed, or one being added that does not vote yet. ZooKeeper keeps a removed
+/// member following the leader as a "non-voting follower" (it still serves its clients, with
+/// current data), and so does ferrozk: openraft keeps replicating to it as to any learner.
+fn in_config(m: &Membership<u64, ZkNode>, id: u64, node: &ZkNode) -> bool {
+    node.role() == "observer" || m.voter_ids().any(|v| v == id)
 }
 
 /// One replicated write: the encoded `Txn` (none for a `sync` barrier), and the member and
@@ -258,12 +281,15 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
 }
 
 fn describe_membership(m: &Membership<u64, ZkNode>) -> String {
-    m.nodes().map(|(id, n)| format!("server.{id}={}", n.spec)).collect::<Vec<_>>().join(", ")
+    m.nodes()
+        .map(|(id, n)| format!("server.{id}={}{}", n.spec, if in_config(m, *id, n) { "" } else { " (non-voting)" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `/zookeeper/config`'s server lines for a membership.
 fn config_text(m: &Membership<u64, ZkNode>) -> String {
-    m.nodes().map(|(id, n)| format!("server.{id}={}\n", n.spec)).collect()
+    m.nodes().filter(|(id, n)| in_config(m, **id, n)).map(|(id, n)| format!("server.{id}={}\n", n.spec)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1489,10 +1515,13 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
         let stop = batch.iter().any(|b| b.is_none());
         let (leader, term) = loop {
             let (l, term) = leader_and_term(&metrics.borrow());
-            if let Some(l) = l {
+            let standing_aside = l == Some(me) && shared.handing_over.load(Ordering::Acquire);
+            if let (Some(l), false) = (l, standing_aside) {
                 break (l, term);
             }
-            if metrics.changed().await.is_err() {
+            // The flag clears without a metrics change when nobody took over (see hand_over).
+            let recheck = Duration::from_millis(if standing_aside { 50 } else { 3_600_000 });
+            if let Ok(Err(_)) = tokio::time::timeout(recheck, metrics.changed()).await {
                 return;
             }
         };
@@ -1674,7 +1703,7 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
             shared.on_leader_change(now.0, now.1);
             last = now;
             if shared.ensemble && now.0 == Some(shared.my_id) {
-                tokio::spawn(publish_initial_config(shared.clone()));
+                tokio::spawn(publish_config(shared.clone(), raft.clone()));
             }
         }
         if metrics.changed().await.is_err() {
@@ -1683,20 +1712,36 @@ pub async fn watch_leadership(shared: Arc<Shared>, raft: Raft) {
     }
 }
 
-/// A new ensemble's leader writes the configured members to `/zookeeper/config` (as
-/// ZooKeeper shows its static configuration there), once it has applied what came before.
-async fn publish_initial_config(shared: Arc<Shared>) {
+/// A new leader makes `/zookeeper/config` show the members, once it has applied what came
+/// before: a new ensemble's configured members (as ZooKeeper shows its static configuration
+/// there), or a membership that a reconfig changed without publishing it (its leader removed
+/// itself, or failed in between).
+async fn publish_config(shared: Arc<Shared>, raft: Raft) {
     tokio::time::sleep(Duration::from_millis(timing(&shared.config).1)).await;
-    if !shared.is_leader() || shared.lock().tree.config_version() != 0 {
+    // Not halfway through a reconfig: that one publishes its own result.
+    if !shared.is_leader() || shared.reconfig_in_progress.load(Ordering::Acquire) {
         return;
     }
-    let (voters, learners) = initial_members(&shared.config, shared.my_id);
-    let servers: String = voters.iter().chain(learners.iter()).map(|(id, n)| (id, n)).collect::<BTreeMap<_, _>>()
-        .into_iter()
-        .map(|(id, n)| format!("server.{id}={}\n", n.spec))
-        .collect();
+    let (version, published) = {
+        let core = shared.lock();
+        let data = core.tree.node("/zookeeper/config").and_then(|n| n.data()).unwrap_or_default();
+        (core.tree.config_version(), String::from_utf8_lossy(data).into_owned())
+    };
+    let servers = if version == 0 {
+        let (voters, learners) = initial_members(&shared.config, shared.my_id);
+        voters.into_iter().chain(learners).collect::<BTreeMap<_, _>>().into_iter().map(|(id, n)| format!("server.{id}={}\n", n.spec)).collect()
+    } else {
+        let m = raft.metrics().borrow().membership_config.clone();
+        let changed_since = m.log_id().map_or(0, |l| l.index + 1) > record_of(version);
+        let servers = config_text(m.membership());
+        if !changed_since || published.strip_prefix(&servers).is_some_and(|rest| rest.starts_with("version=")) {
+            return;
+        }
+        servers
+    };
     shared.propose_detached_op(ferrozk_tree::TxnOp::SetConfig { servers });
 }
+
 
 /// A reconfig as a client asked for it: checked on the member it reached, carried out by
 /// the leader.
@@ -1752,20 +1797,50 @@ pub fn prepare_reconfig(shared: &Shared, auth: &[ferrozk_proto::Id], r: &ferrozk
 /// On the leader: changes the membership (openraft's joint consensus), then proposes the new
 /// `/zookeeper/config`, answered by member `origin` under `token`.
 async fn lead_reconfig(shared: &Arc<Shared>, raft: &Raft, origin: u64, token: u64, plan: ReconfigPlan) -> Result<(), ErrorCode> {
-    static IN_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if IN_PROGRESS.swap(true, Ordering::AcqRel) {
+    if shared.reconfig_in_progress.swap(true, Ordering::AcqRel) {
         return Err(ErrorCode::ReconfigInProgress);
     }
     let r = change_members(shared, raft, plan).await;
-    IN_PROGRESS.store(false, Ordering::Release);
+    shared.reconfig_in_progress.store(false, Ordering::Release);
     let servers = r?;
     let mut txn = Vec::new();
     ferrozk_proto::Encode::encode(
         &Txn { session: 0, time: crate::core::wall_ms(), auth: Vec::new(), op: ferrozk_tree::TxnOp::SetConfig { servers } },
         &mut txn,
     );
-    raft.client_write_ff(Batch(Arc::new(vec![Command { origin, token, txn: Some(txn) }]))).await.map_err(|_| ErrorCode::ConnectionLoss)?;
+    let applied = raft.client_write_ff(Batch(Arc::new(vec![Command { origin, token, txn: Some(txn) }]))).await;
+    let applied = applied.map_err(|_| ErrorCode::ConnectionLoss)?;
+    let voting = raft.metrics().borrow().membership_config.membership().voter_ids().any(|id| id == shared.my_id);
+    if !voting {
+        // Answered (once applied) before this leader stands aside.
+        let _ = applied.await;
+        tokio::spawn(hand_over(shared.clone(), raft.clone()));
+    }
     Ok(())
+}
+
+/// A leader that a reconfig removed from the voters stands aside, as ZooKeeper's does. openraft
+/// would let it lead on as a learner, so it goes quiet instead: no heartbeats, no proposals
+/// (the proposer holds writes back meanwhile), until a voter's election timer fires and the new
+/// leader's first message makes this member a follower; writes held back then go to that leader.
+async fn hand_over(shared: Arc<Shared>, raft: Raft) {
+    shared.handing_over.store(true, Ordering::Release);
+    raft.runtime_config().heartbeat(false);
+    let mut metrics = raft.server_metrics();
+    let limit = Duration::from_millis(timing(&shared.config).1 * 20);
+    let stood_aside = tokio::time::timeout(limit, async {
+        while metrics.borrow_and_update().current_leader == Some(shared.my_id) {
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    if stood_aside.is_err() {
+        tracing::warn!("removed from the voters, but no voter took the lead within {limit:?}: leading on");
+    }
+    raft.runtime_config().heartbeat(true);
+    shared.handing_over.store(false, Ordering::Release);
 }
 
 async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Result<String, ErrorCode> {
@@ -1781,7 +1856,7 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
     }
     let voters: BTreeSet<u64> = cm.voter_ids().collect();
     let mut target: BTreeMap<u64, (ZkNode, bool)> =
-        cm.nodes().map(|(id, n)| (*id, (n.clone(), !voters.contains(id)))).collect();
+        cm.nodes().filter(|(id, n)| in_config(cm, **id, n)).map(|(id, n)| (*id, (n.clone(), !voters.contains(id)))).collect();
     match plan.new_members.clone() {
         Some(all) => target = all.into_iter().map(|(id, n, o)| (id, (n, o))).collect(),
         None => {
@@ -1844,10 +1919,17 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
             Err(_) => return Err(failed(format!("the new voters did not commit within {wait:?}"))),
         }
     }
+    // Removed voters stayed on as learners (retain); removed observers become non-voting
+    // participants, so that neither is in the config and both keep following (see in_config).
     let now = raft.metrics().borrow().membership_config.clone();
-    let leftover: BTreeSet<u64> = now.membership().nodes().map(|(id, _)| *id).filter(|id| !target.contains_key(id)).collect();
+    let leftover: BTreeMap<u64, ZkNode> = now
+        .membership()
+        .nodes()
+        .filter(|(id, n)| !target.contains_key(id) && in_config(now.membership(), **id, n))
+        .map(|(id, n)| (*id, n.as_non_voting()))
+        .collect();
     if !leftover.is_empty() {
-        raft.change_membership(ChangeMembers::RemoveNodes(leftover), false).await.map_err(|e| failed(e.to_string()))?;
+        raft.change_membership(ChangeMembers::SetNodes(leftover), true).await.map_err(|e| failed(e.to_string()))?;
     }
     let m = raft.metrics().borrow().membership_config.clone();
     Ok(config_text(m.membership()))
@@ -1855,24 +1937,25 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
 
 /// The leader's view of its members, for mntr.
 fn ensemble_stats(m: &openraft::RaftMetrics<u64, ZkNode>, my_id: u64) -> crate::core::EnsembleStats {
-    let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let last_index = m.last_log_index.unwrap_or(0);
-    let (mut followers, mut synced, mut synced_observers) = (0, 0, 0);
+    let mut stats = crate::core::EnsembleStats { voters: voters.len(), ..Default::default() };
     for (id, matched) in m.replication.iter().flatten() {
         if *id == my_id {
             continue;
         }
-        followers += 1;
+        stats.followers += 1;
         // Caught up: within a couple of entries of this leader's log.
         if matched.as_ref().is_some_and(|l| l.index + 2 >= last_index) {
-            if voters.contains(id) {
-                synced += 1;
-            } else {
-                synced_observers += 1;
+            match membership.get_node(id) {
+                _ if voters.contains(id) => stats.synced += 1,
+                Some(n) if in_config(membership, *id, n) => stats.synced_observers += 1,
+                _ => stats.synced_non_voting += 1,
             }
         }
     }
-    crate::core::EnsembleStats { voters: voters.len(), followers, synced, synced_observers }
+    stats
 }
 
 /// openraft's settings from `zoo.cfg`.
@@ -1924,7 +2007,8 @@ pub async fn check_quorum(shared: Arc<Shared>, raft: Raft) {
     let election = Duration::from_millis(election.max(BUSY_MACHINE_MS));
     let mut last_ok = Instant::now();
     loop {
-        if !shared.is_leader() {
+        // Its read-index round renews the voters' leases: not while standing aside (hand_over).
+        if !shared.is_leader() || shared.handing_over.load(Ordering::Acquire) {
             shared.set_quorum(true);
             tokio::time::sleep(election / 2).await;
             last_ok = Instant::now();
@@ -2077,6 +2161,20 @@ mod tests {
         let joining = parse_servers("server.4=h4:2888:3888;2184, server.5=h5:2888:3888:participant").unwrap();
         assert_eq!(joining[0].1.spec, "h4:2888:3888:participant;0.0.0.0:2184");
         assert_eq!(joining[1].1.spec, "h5:2888:3888:participant");
+    }
+
+    #[test]
+    fn removed_members_stay_as_learners_outside_the_config() {
+        let node = |spec: &str| ZkNode { addr: "a:1".into(), spec: spec.into() };
+        let (voter, observer) = (node("h1:1:2:participant;0.0.0.0:3"), node("[::1]:1:2:observer;[::1]:3"));
+        assert_eq!(observer.role(), "observer");
+        assert_eq!(observer.as_non_voting().spec, "[::1]:1:2:participant;[::1]:3");
+        assert_eq!(node("h:1:2:observer").as_non_voting().spec, "h:1:2:participant");
+        let removed = node("h3:1:2:participant");
+        let nodes: BTreeMap<u64, ZkNode> = [(1, voter.clone()), (2, observer.clone()), (3, removed)].into_iter().collect();
+        let m = Membership::new(vec![[1].into_iter().collect()], nodes);
+        assert_eq!(config_text(&m), format!("server.1={}\nserver.2={}\n", voter.spec, observer.spec));
+        assert!(describe_membership(&m).ends_with("server.3=h3:1:2:participant (non-voting)"));
     }
 
     #[test]

@@ -300,6 +300,85 @@ async fn reconfig_adds_and_removes_an_observer_with_zookeepers_errors() {
     let _ = std::fs::remove_dir_all(&p.root);
 }
 
+/// As ZooKeeper's: a member that `reconfig` removes keeps following the leader without voting
+/// (its clients read current data and their writes go through), and is not in the config. The
+/// leader removes itself here, so the new leader publishes the config it could not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_follows_without_voting() {
+    init_test_log();
+    let p = plan("removed", 3);
+    let tune = |c: &mut ServerConfig| {
+        c.reconfig_enabled = true;
+        c.super_digest = Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=".into());
+        c.four_letter_whitelist = vec!["mntr".into()];
+    };
+    let mut servers = Vec::new();
+    for id in 1..=3 {
+        servers.push(start_with(&p, id, tune).await);
+    }
+    let leader = wait_for_leader(&servers.iter().collect::<Vec<_>>()).await;
+    let removed = connect(p.clients[leader]).await;
+    removed.create("/before", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    let admin = connect(p.clients[(leader + 1) % 3]).await;
+    admin.add_auth("digest", b"super:test").await.unwrap();
+    // The answer may be lost with the leader that carried it out; what the members show is the check.
+    let _ = admin.reconfig(None, Some(&(leader + 1).to_string()), None, -1).await;
+    let gone = format!("server.{}=", leader + 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in &p.clients {
+        let c = connect(*port).await;
+        loop {
+            let _ = c.sync("/zookeeper/config").await;
+            let text = c.get_data("/zookeeper/config").await.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default();
+            if !text.is_empty() && !text.contains(&gone) {
+                assert_eq!(text.lines().filter(|l| l.starts_with("server.")).count(), 2, "{text}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "member on {port} still shows {gone}: {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let voters: Vec<&Server> = servers.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, s)| s).collect();
+    wait_for_leader(&voters).await;
+    assert_eq!(servers[leader].role(), "follower", "the removed member follows");
+    // A write made elsewhere reaches the removed member, and its own clients can still write
+    // (a request may meet the connection a leader change closed: retried).
+    admin.retrying().create("/after", b"x", open_acl(), CreateMode::Persistent).await.unwrap();
+    let removed = connect(p.clients[leader]).await;
+    removed.retry(|| removed.sync("/after")).await.unwrap();
+    assert_eq!(removed.retrying().get_data("/after").await.unwrap().0, b"x");
+    removed.retrying().create("/from-removed", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    admin.retry(|| admin.sync("/from-removed")).await.unwrap();
+    assert!(admin.retrying().exists("/from-removed").await.unwrap().is_some());
+    // The new leader counts it as ZooKeeper's does: a synced non-voting follower of two voters.
+    let new_leader = servers.iter().position(|s| s.role() == "leader").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mntr = four_letter(p.clients[new_leader], "mntr").await;
+        if mntr.contains("zk_synced_non_voting_followers\t1\n") {
+            assert!(mntr.contains("zk_quorum_size\t2\n") && mntr.contains("zk_synced_followers\t1\n"), "{mntr}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{mntr}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((admin, removed));
+    wait_for_equal_digests(&servers.iter().collect::<Vec<_>>()).await;
+    for s in servers {
+        s.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&p.root);
+}
+
+async fn four_letter(port: u16, word: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(word.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 async fn futures_join<F: std::future::Future<Output = Client>>(fs: impl Iterator<Item = F>) -> Vec<Client> {
     let mut out = Vec::new();
     for f in fs {
