@@ -211,7 +211,7 @@ pub struct Shared {
     /// A reconfig is being carried out here (one at a time, as ZooKeeper's ReconfigInProgress).
     pub reconfig_in_progress: AtomicBool,
     /// This leader was removed from the voters and waits for one of them to take over: it
-    /// proposes nothing meanwhile (see `raft::hand_over`).
+    /// proposes nothing meanwhile (see `raft::membership::hand_over`).
     pub handing_over: AtomicBool,
     /// False while this leader hears no quorum (check-quorum).
     quorum: AtomicBool,

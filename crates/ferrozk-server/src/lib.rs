@@ -14,7 +14,8 @@ mod conn;
 mod core;
 pub mod fourlw;
 mod ops;
-pub mod raft;
+mod raft;
+pub use raft::tools;
 mod snapshot_child;
 mod tls;
 
@@ -183,16 +184,15 @@ impl ServerBuilder {
                 }
             }
         }
-        let (mut recovered, (log, log_thread)) = tokio::task::spawn_blocking({
+        let (tree, restored) = tokio::task::spawn_blocking({
             let config = config.clone();
             move || -> Result<_, String> {
-                let (recovered, files) = raft::recover(&config)?;
-                let log = raft::LogStore::open(files, recovered.applied())?;
+                let restored = raft::restore(&config)?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc
                 // arenas (tens of MB on a big log); hand it back before serving.
                 // SAFETY: malloc_trim only releases free memory.
                 unsafe { libc::malloc_trim(0) };
-                Ok((recovered, log))
+                Ok(restored)
             }
         })
         .await
@@ -204,20 +204,9 @@ impl ServerBuilder {
             Some(m) if config.members.len() > 1 => Some(TcpListener::bind((m.host.as_str(), m.quorum_port)).await?),
             _ => None,
         };
-        let tree = std::mem::replace(&mut recovered.tree, core::new_tree(&config));
         let (shared, proposals) = core::Shared::new(config.clone(), bound, tree, my_id);
-        let raft = raft::start(&config, shared.clone(), log, recovered).await.map_err(std::io::Error::other)?;
+        let consensus = raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(std::io::Error::other)?;
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(raft::watch_leadership(shared.clone(), raft.clone())));
-        let proposer = tokio::spawn(raft::run_proposer(shared.clone(), raft.clone(), proposals));
-        tasks.push(tokio::spawn(raft::run_snapshot_trigger(shared.clone(), raft.clone())));
-        if shared.ensemble {
-            tasks.push(tokio::spawn(raft::check_quorum(shared.clone(), raft.clone())));
-        }
-        if let Some(l) = peer_listener {
-            tracing::info!(addr = %l.local_addr()?, id = my_id, "serving ensemble members");
-            tasks.push(tokio::spawn(raft::serve_peers(l, raft.clone(), shared.clone())));
-        }
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
         tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
         tracing::info!(addr = %bound, "serving clients");
@@ -230,7 +219,7 @@ impl ServerBuilder {
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, Some(acceptor))));
             tracing::info!(addr = %at, "serving TLS clients");
         }
-        Ok(Server { shared, tasks, bound, secure_bound, raft, proposer: Some(proposer), log_thread: Some(log_thread) })
+        Ok(Server { shared, tasks, bound, secure_bound, consensus })
     }
 }
 
@@ -277,9 +266,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     bound: SocketAddr,
     secure_bound: Option<SocketAddr>,
-    raft: raft::Raft,
-    proposer: Option<JoinHandle<()>>,
-    log_thread: Option<std::thread::JoinHandle<()>>,
+    consensus: raft::Consensus,
 }
 
 impl Server {
@@ -301,7 +288,7 @@ impl Server {
     /// Writes a snapshot of everything applied so far and waits for it; returns its file.
     pub async fn take_snapshot(&self) -> std::io::Result<Option<PathBuf>> {
         let target = self.shared.lock().tree.last_zxid() as u64;
-        self.raft.trigger().snapshot().await.map_err(std::io::Error::other)?;
+        self.consensus.snapshot().await?;
         let (_, snap_dir) = core::dirs(&self.shared.config);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         loop {
@@ -349,20 +336,6 @@ impl Server {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        // Writes handed over are proposed; then consensus stops and the log thread, its last
-        // batch written, ends.
-        self.shared.stop_proposer();
-        if let Some(mut p) = self.proposer.take() {
-            // Without a leader it would wait for one; what it holds fails with the connections.
-            if tokio::time::timeout(std::time::Duration::from_millis(500), &mut p).await.is_err() {
-                p.abort();
-            }
-        }
-        let _ = self.raft.shutdown().await;
-        drop(self.raft);
-        raft::wait_for_snapshot(&self.shared, std::time::Duration::from_secs(30)).await;
-        if let Some(t) = self.log_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+        self.consensus.shutdown(&self.shared).await;
     }
 }

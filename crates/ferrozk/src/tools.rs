@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ferrozk_server::raft::{open_snapshot_for_tools, view_entry, EntryView};
+use ferrozk_server::tools::{open_snapshot_for_tools, view_entry, EntryView};
 use ferrozk_tree::TxnOp;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
