@@ -47,7 +47,9 @@ step() {
 failed_logs=()
 
 if [ "$what" = all ] || [ "$what" = rust ]; then
+  step "cargo fmt --check" cargo fmt --check
   step "cargo test" cargo test --workspace --quiet
+  step "clippy (warnings are errors)" cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 if [ "$what" = all ] || [ "$what" = interop ]; then
   # The debug build (already made by cargo test) serves the interop suites: their time goes

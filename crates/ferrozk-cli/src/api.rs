@@ -185,10 +185,7 @@ impl Zk {
 
     /// A multi of deletes (version -1); the result code its callback gets.
     pub async fn multi_delete(&self, paths: &[String]) -> i32 {
-        let ops = paths
-            .iter()
-            .map(|p| MultiOp::Delete(DeleteRequest { path: self.server_path(p), version: -1 }))
-            .collect();
+        let ops = paths.iter().map(|p| MultiOp::Delete(DeleteRequest { path: self.server_path(p), version: -1 })).collect();
         let (err, body) = self.call(op::MULTI, bytes(&MultiRequest { ops }), None).await;
         if err != 0 {
             return err;
@@ -222,11 +219,8 @@ impl Zk {
 
     pub async fn add_watch(&self, path: &str, recursive: bool) -> ZkResult<()> {
         illegal(validate_path(path))?;
-        let (mode, reg) = if recursive {
-            (1, Reg::PersistentRecursive(path.to_string()))
-        } else {
-            (0, Reg::Persistent(path.to_string()))
-        };
+        let (mode, reg) =
+            if recursive { (1, Reg::PersistentRecursive(path.to_string())) } else { (0, Reg::Persistent(path.to_string())) };
         let req = AddWatchRequest { path: self.server_path(path), mode };
         self.ok(op::ADD_WATCH, bytes(&req), Some(reg), Some(path)).await?;
         Ok(())

@@ -337,10 +337,7 @@ mod tests {
             parse(&SET, &w("set /a x -v")).unwrap_err().to_string(),
             "org.apache.commons.cli.MissingArgumentException: Missing argument for option: v"
         );
-        assert_eq!(
-            parse(&SET, &w("set /a x -5")).unwrap_err(),
-            ParseError::Unrecognized("-5".into())
-        );
+        assert_eq!(parse(&SET, &w("set /a x -5")).unwrap_err(), ParseError::Unrecognized("-5".into()));
         assert_eq!(
             parse(&QUOTA, &w("setquota -n 3 -N 4 /x")).unwrap_err().to_string(),
             "org.apache.commons.cli.AlreadySelectedException: The option 'N' was specified but an option from this group has already been selected: 'n'"
@@ -353,9 +350,6 @@ mod tests {
 
     #[test]
     fn help_lines() {
-        assert_eq!(
-            options_help(SET.opts),
-            " -b         base64\n -s         stat\n -v <arg>   version"
-        );
+        assert_eq!(options_help(SET.opts), " -b         base64\n -s         stat\n -v <arg>   version");
     }
 }

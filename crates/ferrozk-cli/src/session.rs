@@ -157,7 +157,11 @@ pub enum Reg {
     Persistent(String),
     PersistentRecursive(String),
     /// removeWatches: take the client's watches off `path` whatever the server said if `local`.
-    Remove { path: String, wtype: i32, local: bool },
+    Remove {
+        path: String,
+        wtype: i32,
+        local: bool,
+    },
 }
 
 /// The default watcher's watches (ZKWatchManager with one watcher): client paths.

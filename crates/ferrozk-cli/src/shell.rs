@@ -119,13 +119,14 @@ fn java_decode(s: &str) -> Option<i32> {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")).or_else(|| body.strip_prefix('#')) {
-        (16, h)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")).or_else(|| body.strip_prefix('#')) {
+            (16, h)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     if digits.is_empty() || digits.starts_with(['+', '-']) {
         return None;
     }
@@ -356,9 +357,15 @@ const ADDWATCH: Spec = Spec::new(&[valued("m", "")]);
 /// What `visitSubTreeDFS` does at each node.
 enum Visit {
     Print,
-    SetAcl { acl: Vec<Acl>, version: i32 },
+    SetAcl {
+        acl: Vec<Acl>,
+        version: i32,
+    },
     /// setquota's check that no node below `path` has a quota (`own` is its own quota node).
-    QuotaBelow { path: String, own: String },
+    QuotaBelow {
+        path: String,
+        own: String,
+    },
 }
 
 /// What the main loop does after a command.
@@ -433,9 +440,7 @@ impl Shell {
         }
         self.host = host.to_string();
         let zk = Zk::new(host, self.timeout_ms, self.read_only, self.sink()).map_err(CliError::new)?;
-        if self.wait_for_connection
-            && !zk.wait_connected(Duration::from_millis(self.timeout_ms.max(0) as u64)).await
-        {
+        if self.wait_for_connection && !zk.wait_connected(Duration::from_millis(self.timeout_ms.max(0) as u64)).await {
             zk.close().await;
             self.zk = Some(zk);
             return Err(CliError::new("KeeperErrorCode = ConnectionLoss"));
@@ -636,9 +641,7 @@ impl Shell {
         }
         let (e, s, c, t) = (p.has("e"), p.has("s"), p.has("c"), p.has("t"));
         if c && (e || s) {
-            return Err(CliError::new(
-                "-c cannot be combined with -s or -e. Containers cannot be ephemeral or sequential.",
-            ));
+            return Err(CliError::new("-c cannot be combined with -s or -e. Containers cannot be ephemeral or sequential."));
         }
         let ttl = if t {
             java_int(p.value("t").unwrap_or("")).ok_or_else(|| CliError::new("-t argument must be a long value"))?
@@ -797,12 +800,9 @@ impl Shell {
                 at = at[..at.rfind('/').unwrap_or(0)].to_string();
             }
         } else {
-            for (o, key) in [
-                ("n", StatsTrack::COUNT),
-                ("b", StatsTrack::BYTES),
-                ("N", StatsTrack::COUNT_HARD),
-                ("B", StatsTrack::BYTES_HARD),
-            ] {
+            for (o, key) in
+                [("n", StatsTrack::COUNT), ("b", StatsTrack::BYTES), ("N", StatsTrack::COUNT_HARD), ("B", StatsTrack::BYTES_HARD)]
+            {
                 if p.has(o) {
                     track.set(key, -1);
                 }
@@ -971,10 +971,7 @@ impl Shell {
                     Err(_) => return Ok(()),
                 };
                 if path != own.as_str() && children.iter().any(|c| c == LIMIT_NODE) {
-                    return Err(ZkErr::Illegal(format!(
-                        "{of} has a child {} which has a quota",
-                        &path[QUOTA_ZK.len()..]
-                    )));
+                    return Err(ZkErr::Illegal(format!("{of} has a child {} which has a quota", &path[QUOTA_ZK.len()..])));
                 }
             }
         }
@@ -988,8 +985,9 @@ impl Shell {
             return Err(usage_err("reconfig"));
         }
         let version = match p.value("v") {
-            Some(v) => i64::from_str_radix(v, 16)
-                .map_err(|_| CliError::new("-v must be followed by a long (configuration version)"))?,
+            Some(v) => {
+                i64::from_str_radix(v, 16).map_err(|_| CliError::new("-v must be followed by a long (configuration version)"))?
+            }
             None => -1,
         };
         if (file || members) && (add || remove) {
@@ -1265,10 +1263,7 @@ impl Shell {
         if p.args.len() > 1 {
             return Err(usage_err("version"));
         }
-        self.out.out(&format!(
-            "ZooKeeper CLI version: ferrozk {} (zkCli 3.9 compatible)",
-            env!("CARGO_PKG_VERSION")
-        ));
+        self.out.out(&format!("ZooKeeper CLI version: ferrozk {} (zkCli 3.9 compatible)", env!("CARGO_PKG_VERSION")));
         Ok(())
     }
 

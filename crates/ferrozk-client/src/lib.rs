@@ -316,13 +316,16 @@ impl Client {
         let mut buf = Vec::new();
         body.encode(&mut buf);
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Call(Call { opcode, body: buf, watch, reply }))
-            .map_err(|_| ErrorCode::SessionExpired)?;
+        self.tx.send(Cmd::Call(Call { opcode, body: buf, watch, reply })).map_err(|_| ErrorCode::SessionExpired)?;
         rx.await.map_err(|_| ErrorCode::ConnectionLoss)?
     }
 
-    async fn ok_call(&self, opcode: i32, body: &(dyn Encode + Sync), watch: Option<(WatchKind, String, Watcher)>) -> Result<Vec<u8>, ErrorCode> {
+    async fn ok_call(
+        &self,
+        opcode: i32,
+        body: &(dyn Encode + Sync),
+        watch: Option<(WatchKind, String, Watcher)>,
+    ) -> Result<Vec<u8>, ErrorCode> {
         let (h, body) = self.call(opcode, body, watch).await?;
         if h.err != 0 {
             return Err(ErrorCode::from_code(h.err).unwrap_or(ErrorCode::SystemError));
@@ -344,9 +347,17 @@ impl Client {
     }
 
     /// Creates a TTL node (the server needs `extendedTypesEnabled`).
-    pub async fn create_ttl(&self, path: &str, data: &[u8], acl: Vec<Acl>, sequential: bool, ttl_ms: i64) -> Result<(String, Stat), ErrorCode> {
+    pub async fn create_ttl(
+        &self,
+        path: &str,
+        data: &[u8],
+        acl: Vec<Acl>,
+        sequential: bool,
+        ttl_ms: i64,
+    ) -> Result<(String, Stat), ErrorCode> {
         let mode = if sequential { CreateMode::PersistentSequentialWithTtl } else { CreateMode::PersistentWithTtl };
-        let req = CreateTtlRequest { path: self.server_path(path), data: Some(data.to_vec()), acl, flags: mode.flag(), ttl: ttl_ms };
+        let req =
+            CreateTtlRequest { path: self.server_path(path), data: Some(data.to_vec()), acl, flags: mode.flag(), ttl: ttl_ms };
         let r: Create2Response = decode(&self.ok_call(op::CREATE_TTL, &req, None).await?)?;
         Ok((self.client_path(r.path), r.stat))
     }
@@ -401,7 +412,8 @@ impl Client {
 
     /// Children (sorted) and the node's Stat.
     pub async fn get_children(&self, path: &str) -> Result<(Vec<String>, Stat), ErrorCode> {
-        let body = self.ok_call(op::GET_CHILDREN2, &GetChildren2Request { path: self.server_path(path), watch: false }, None).await?;
+        let body =
+            self.ok_call(op::GET_CHILDREN2, &GetChildren2Request { path: self.server_path(path), watch: false }, None).await?;
         let r: GetChildren2Response = decode(&body)?;
         let mut c = r.children;
         c.sort();
@@ -444,7 +456,10 @@ impl Client {
             .map(|o| match o {
                 Op::Create { path, data, acl, mode } => {
                     let opcode = if mode.is_container() { op::CREATE_CONTAINER } else { op::CREATE2 };
-                    MultiOp::Create(opcode, CreateRequest { path: self.server_path(&path), data: Some(data), acl, flags: mode.flag() })
+                    MultiOp::Create(
+                        opcode,
+                        CreateRequest { path: self.server_path(&path), data: Some(data), acl, flags: mode.flag() },
+                    )
                 }
                 Op::Delete { path, version } => MultiOp::Delete(DeleteRequest { path: self.server_path(&path), version }),
                 Op::SetData { path, data, version } => {
@@ -524,19 +539,24 @@ impl Client {
 
     /// removeWatches of one [`watcher_type`] on `path` for this session.
     pub async fn remove_watches(&self, path: &str, watcher_type: i32) -> Result<(), ErrorCode> {
-        self.ok_call(op::REMOVE_WATCHES, &RemoveWatchesRequest { path: self.server_path(path), watch_type: watcher_type }, None).await?;
+        self.ok_call(op::REMOVE_WATCHES, &RemoveWatchesRequest { path: self.server_path(path), watch_type: watcher_type }, None)
+            .await?;
         Ok(())
     }
 
     pub async fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>, ErrorCode> {
-        let r: GetEphemeralsResponse =
-            decode(&self.ok_call(op::GET_EPHEMERALS, &GetEphemeralsRequest { prefix_path: self.server_path(prefix) }, None).await?)?;
+        let r: GetEphemeralsResponse = decode(
+            &self.ok_call(op::GET_EPHEMERALS, &GetEphemeralsRequest { prefix_path: self.server_path(prefix) }, None).await?,
+        )?;
         Ok(r.ephemerals.into_iter().map(|p| self.client_path(p)).collect())
     }
 
     pub async fn get_all_children_number(&self, path: &str) -> Result<i32, ErrorCode> {
-        let r: GetAllChildrenNumberResponse =
-            decode(&self.ok_call(op::GET_ALL_CHILDREN_NUMBER, &GetAllChildrenNumberRequest { path: self.server_path(path) }, None).await?)?;
+        let r: GetAllChildrenNumberResponse = decode(
+            &self
+                .ok_call(op::GET_ALL_CHILDREN_NUMBER, &GetAllChildrenNumberRequest { path: self.server_path(path) }, None)
+                .await?,
+        )?;
         Ok(r.total_number)
     }
 

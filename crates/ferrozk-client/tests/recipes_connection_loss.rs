@@ -219,7 +219,8 @@ async fn caches_and_watchers_follow_changes_through_cut_connections() {
         let _ = zk.exists("/cut").await;
     }
     eventually("NodeCache has the last value", || async { node_cache.get().map(|n| n.data) == Some(b"v9".to_vec()) }).await;
-    eventually("TreeCache has every node", || async { (0..10).all(|i| tree_cache.get(&format!("/cut/tree/n{i}")).is_some()) }).await;
+    eventually("TreeCache has every node", || async { (0..10).all(|i| tree_cache.get(&format!("/cut/tree/n{i}")).is_some()) })
+        .await;
     within("DataWatch reports the last value", async {
         while let Some(v) = seen.recv().await {
             if v.map(|n| n.data) == Some(b"v9".to_vec()) {

@@ -127,12 +127,37 @@ impl ErrorCode {
     pub const ALL: [ErrorCode; 32] = {
         use ErrorCode::*;
         [
-            Ok, SystemError, RuntimeInconsistency, DataInconsistency, ConnectionLoss,
-            MarshallingError, Unimplemented, OperationTimeout, BadArguments, UnknownSession,
-            NewConfigNoQuorum, ReconfigInProgress, ApiError, NoNode, NoAuth, BadVersion,
-            NoChildrenForEphemerals, NodeExists, NotEmpty, SessionExpired, InvalidCallback,
-            InvalidAcl, AuthFailed, SessionMoved, NotReadOnly, EphemeralOnLocalSession, NoWatcher,
-            RequestTimeout, ReconfigDisabled, SessionClosedRequireSaslAuth, QuotaExceeded,
+            Ok,
+            SystemError,
+            RuntimeInconsistency,
+            DataInconsistency,
+            ConnectionLoss,
+            MarshallingError,
+            Unimplemented,
+            OperationTimeout,
+            BadArguments,
+            UnknownSession,
+            NewConfigNoQuorum,
+            ReconfigInProgress,
+            ApiError,
+            NoNode,
+            NoAuth,
+            BadVersion,
+            NoChildrenForEphemerals,
+            NodeExists,
+            NotEmpty,
+            SessionExpired,
+            InvalidCallback,
+            InvalidAcl,
+            AuthFailed,
+            SessionMoved,
+            NotReadOnly,
+            EphemeralOnLocalSession,
+            NoWatcher,
+            RequestTimeout,
+            ReconfigDisabled,
+            SessionClosedRequireSaslAuth,
+            QuotaExceeded,
             ThrottledOp,
         ]
     };
@@ -250,9 +275,7 @@ impl CreateMode {
     pub fn is_sequential(self) -> bool {
         matches!(
             self,
-            CreateMode::PersistentSequential
-                | CreateMode::EphemeralSequential
-                | CreateMode::PersistentSequentialWithTtl
+            CreateMode::PersistentSequential | CreateMode::EphemeralSequential | CreateMode::PersistentSequentialWithTtl
         )
     }
 

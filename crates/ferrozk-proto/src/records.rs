@@ -63,9 +63,7 @@ record!(GetChildrenRequest { path: String, watch: bool });
 record!(GetChildren2Request { path: String, watch: bool });
 record!(CheckVersionRequest { path: String, version: i32 });
 record!(SyncRequest { path: String });
-record!(ReconfigRequest {
-    joining_servers: String, leaving_servers: String, new_members: String, cur_config_id: i64,
-});
+record!(ReconfigRequest { joining_servers: String, leaving_servers: String, new_members: String, cur_config_id: i64 });
 record!(CheckWatchesRequest { path: String, watch_type: i32 });
 record!(RemoveWatchesRequest { path: String, watch_type: i32 });
 record!(GetEphemeralsRequest { prefix_path: String });

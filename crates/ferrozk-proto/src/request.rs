@@ -228,9 +228,7 @@ impl Request {
     /// Decodes the body of a request with opcode `op`.
     pub fn decode(opcode: i32, r: &mut Reader<'_>) -> DecodeResult<Request> {
         Ok(match opcode {
-            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => {
-                Request::Create(opcode, CreateRequest::decode(r)?)
-            }
+            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER => Request::Create(opcode, CreateRequest::decode(r)?),
             op::CREATE_TTL => Request::CreateTtl(CreateTtlRequest::decode(r)?),
             op::DELETE => Request::Delete(DeleteRequest::decode(r)?),
             op::EXISTS => Request::Exists(ExistsRequest::decode(r)?),
@@ -262,9 +260,7 @@ impl Request {
             op::SET_WATCHES2 => Request::SetWatches(SetWatches2::decode(r)?),
             op::SASL => Request::Sasl(GetSaslRequest::decode(r)?),
             op::GET_EPHEMERALS => Request::GetEphemerals(GetEphemeralsRequest::decode(r)?),
-            op::GET_ALL_CHILDREN_NUMBER => {
-                Request::GetAllChildrenNumber(GetAllChildrenNumberRequest::decode(r)?)
-            }
+            op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber(GetAllChildrenNumberRequest::decode(r)?),
             op::ADD_WATCH => Request::AddWatch(AddWatchRequest::decode(r)?),
             op::WHO_AM_I => Request::WhoAmI,
             op::CLOSE_SESSION => Request::CloseSession,

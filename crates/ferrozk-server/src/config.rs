@@ -198,13 +198,29 @@ impl std::error::Error for ConfigError {}
 
 /// Keys a ZooKeeper config may carry that ferrozk accepts but does not act on yet.
 const KNOWN_UNUSED: &[&str] = &[
-    "initLimit", "syncLimit", "preAllocSize", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
-    "admin.commandURL", "standaloneEnabled", "peerType",
-    "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "localSessionsEnabled",
-    "localSessionsUpgradingEnabled", "globalOutstandingLimit", "metricsProvider.className",
-    "metricsProvider.httpPort", "metricsProvider.httpHost", "metricsProvider.exportJvmInfo",
+    "initLimit",
+    "syncLimit",
+    "preAllocSize",
+    "admin.enableServer",
+    "admin.serverPort",
+    "admin.serverAddress",
+    "admin.commandURL",
+    "standaloneEnabled",
+    "peerType",
+    "electionAlg",
+    "quorumListenOnAllIPs",
+    "syncEnabled",
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "globalOutstandingLimit",
+    "metricsProvider.className",
+    "metricsProvider.httpPort",
+    "metricsProvider.httpHost",
+    "metricsProvider.exportJvmInfo",
     "authProvider.1",
-    "snapSizeLimitInKb", "maxCnxns", "clientPortListenBacklog",
+    "snapSizeLimitInKb",
+    "maxCnxns",
+    "clientPortListenBacklog",
 ];
 
 /// Splits Java-properties text into (line number, key, value), in file order.
@@ -227,8 +243,7 @@ impl ServerConfig {
     /// Reads a `zoo.cfg`. Relative `dataDir`s are taken relative to the working directory,
     /// as ZooKeeper does.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -240,9 +255,7 @@ impl ServerConfig {
         let mut secure_ip: Option<IpAddr> = None;
         let mut seen = BTreeMap::new();
         for (line, key, value) in parse_properties(text) {
-            let bad = |what: &str| {
-                ConfigError(format!("{origin}:{line}: invalid value '{value}' for {key}: {what}"))
-            };
+            let bad = |what: &str| ConfigError(format!("{origin}:{line}: invalid value '{value}' for {key}: {what}"));
             let num = |v: &str| v.parse::<u64>().map_err(|_| bad("expected a non-negative integer"));
             let boolean = |v: &str| match v.to_ascii_lowercase().as_str() {
                 "true" | "yes" => Ok(true),
@@ -259,18 +272,13 @@ impl ServerConfig {
                 }
                 "dataDir" => c.data_dir = PathBuf::from(&value),
                 "dataLogDir" => c.data_log_dir = Some(PathBuf::from(&value)),
-                "clientPort" => {
-                    client_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?)
-                }
-                "clientPortAddress" => {
-                    client_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?)
-                }
+                "clientPort" => client_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?),
+                "clientPortAddress" => client_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?),
                 "maxClientCnxns" => c.max_client_cnxns = num(&value)? as usize,
                 "minSessionTimeout" => c.min_session_timeout = Some(num(&value)?),
                 "maxSessionTimeout" => c.max_session_timeout = Some(num(&value)?),
                 "4lw.commands.whitelist" => {
-                    c.four_letter_whitelist =
-                        value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                    c.four_letter_whitelist = value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
                 }
                 "jute.maxbuffer" => {
                     let v = parse_java_int(&value).ok_or_else(|| bad("expected an integer"))?;
@@ -289,9 +297,7 @@ impl ServerConfig {
                 "readonlymode.enabled" => c.read_only_mode = boolean(&value)?,
                 "enforceQuota" => c.enforce_quota = boolean(&value)?,
                 "znode.container.checkIntervalMs" => c.container_check_interval_ms = num(&value)?.max(1),
-                "secureClientPort" => {
-                    secure_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?)
-                }
+                "secureClientPort" => secure_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?),
                 "secureClientPortAddress" => {
                     secure_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?)
                 }
@@ -325,7 +331,8 @@ impl ServerConfig {
                 "dynamicConfigFile" => {
                     let text = std::fs::read_to_string(&value).map_err(|e| bad(&format!("cannot read it: {e}")))?;
                     for (dline, dkey, dvalue) in parse_properties(&text) {
-                        let dbad = |what: &str| ConfigError(format!("{value}:{dline}: invalid value '{dvalue}' for {dkey}: {what}"));
+                        let dbad =
+                            |what: &str| ConfigError(format!("{value}:{dline}: invalid value '{dvalue}' for {dkey}: {what}"));
                         if let Some(n) = dkey.strip_prefix("server.") {
                             let id = n.parse::<u64>().map_err(|_| dbad("server.N needs a numeric N"))?;
                             let m = Member::parse(id, &dvalue).map_err(|e| dbad(&e))?;
@@ -340,9 +347,13 @@ impl ServerConfig {
                 }
                 "reconfigEnabled" => c.reconfig_enabled = boolean(&value)?,
                 k if k.starts_with("group.") || k.starts_with("weight.") => c.unused_keys.push(key.clone()),
-                k if KNOWN_UNUSED.contains(&k) || k.starts_with("ssl.") || k.starts_with("admin.")
-                    || k.starts_with("metricsProvider.") || k.starts_with("authProvider.")
-                    || k.starts_with("quorum.") || k.starts_with("sasl") =>
+                k if KNOWN_UNUSED.contains(&k)
+                    || k.starts_with("ssl.")
+                    || k.starts_with("admin.")
+                    || k.starts_with("metricsProvider.")
+                    || k.starts_with("authProvider.")
+                    || k.starts_with("quorum.")
+                    || k.starts_with("sasl") =>
                 {
                     c.unused_keys.push(key.clone())
                 }
@@ -389,8 +400,7 @@ impl ServerConfig {
     }
 
     pub fn four_letter_allowed(&self, cmd: &str) -> bool {
-        self.four_letter_whitelist.iter().any(|w| w == "*" || w == cmd)
-            || (cmd == "isro" && self.read_only_mode)
+        self.four_letter_whitelist.iter().any(|w| w == "*" || w == cmd) || (cmd == "isro" && self.read_only_mode)
     }
 }
 

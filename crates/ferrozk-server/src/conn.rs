@@ -17,8 +17,8 @@ use ferrozk_proto::*;
 use ferrozk_tree::{acl, Txn, TxnOp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Reply, ReplyTo, Shared, Tracked, Waiting};
 use crate::fourlw;
@@ -122,7 +122,8 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(READ_ROOM), max: shared.config.jute_max_buffer, read_at: Instant::now() };
+    let mut reader =
+        FrameReader { rd, buf: BytesMut::with_capacity(READ_ROOM), max: shared.config.jute_max_buffer, read_at: Instant::now() };
     let conn_id = shared.next_conn_id();
     let sessionless = Duration::from_millis(shared.config.sessionless_cnxn_timeout_ms);
     let mut auth = vec![acl::id("ip", &peer.ip().to_string())];
@@ -367,7 +368,8 @@ async fn run_session<R, W>(
                 tracing::debug!(%peer, op = hdr.op, "undecodable request: {e}");
                 if ops::is_write_opcode(hdr.op) {
                     // ZooKeeper fails an undecodable write in preparation: it still takes a zxid.
-                    let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: TxnOp::Error(ErrorCode::MarshallingError) };
+                    let txn =
+                        Txn { session, time: wall_ms(), auth: (*auth).clone(), op: TxnOp::Error(ErrorCode::MarshallingError) };
                     shared.submit_write(txn, Reply::Client(reply_to()));
                 } else {
                     let zxid = shared.lock().tree.last_zxid();
@@ -471,11 +473,7 @@ fn authenticate(shared: &Shared, a: &AuthPacket, peer: SocketAddr) -> Option<Vec
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    closed: oneshot::Sender<()>,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Out>, closed: oneshot::Sender<()>) {
     let mut batch = Vec::new();
     let mut buf = Vec::with_capacity(8192);
     'outer: while rx.recv_many(&mut batch, 256).await > 0 {

@@ -15,8 +15,8 @@ use ferrozk_proto::codes::{state, xid};
 use ferrozk_proto::frame::write_frame;
 use ferrozk_proto::{Decode, Encode, Id, ReplyHeader, SyncResponse, WatcherEvent};
 use ferrozk_storage::snap;
-use std::path::PathBuf;
 use ferrozk_tree::{acl, Applied, Change, DataTree, TreeConfig, Txn, TxnOp, Watches};
+use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ServerConfig;
@@ -130,9 +130,18 @@ pub enum Waiting {
     Write(u64),
     /// A read of a session with writes in flight: answered once they are applied, so it sees
     /// exactly the session's earlier writes and none of its later ones.
-    Read { req: ferrozk_proto::Request, session: i64, auth: Arc<Vec<Id>>, reply: ReplyTo },
+    Read {
+        req: ferrozk_proto::Request,
+        session: i64,
+        auth: Arc<Vec<Id>>,
+        reply: ReplyTo,
+    },
     /// A frame (and/or a close) that must leave after everything queued before it.
-    Forward { frame: Option<Vec<u8>>, close: bool, reply: ReplyTo },
+    Forward {
+        frame: Option<Vec<u8>>,
+        close: bool,
+        reply: ReplyTo,
+    },
 }
 
 /// Where the answer to a client's request goes: its connection, in the session's order.
@@ -592,7 +601,10 @@ impl Core {
         let ids: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(id, s)| (*id, s.timeout)).collect();
         for (id, timeout) in ids {
             let timeout = timeout.max(0) as u64;
-            self.sessions.insert(id, Tracked { timeout, expires_at: shared.expiry_for(timeout), owner: None, closing: false, local: false });
+            self.sessions.insert(
+                id,
+                Tracked { timeout, expires_at: shared.expiry_for(timeout), owner: None, closing: false, local: false },
+            );
         }
     }
 
@@ -776,7 +788,13 @@ impl Core {
             TxnOp::CreateSession { timeout, .. } => {
                 let timeout = *timeout as u64;
                 let expires_at = shared.expiry_for(timeout);
-                self.sessions.entry(txn.session).or_insert(Tracked { timeout, expires_at, owner: None, closing: false, local: false });
+                self.sessions.entry(txn.session).or_insert(Tracked {
+                    timeout,
+                    expires_at,
+                    owner: None,
+                    closing: false,
+                    local: false,
+                });
             }
             TxnOp::CloseSession => {
                 if let Some(t) = self.sessions.remove(&txn.session) {

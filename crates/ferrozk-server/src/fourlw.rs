@@ -13,8 +13,8 @@ pub fn version_line() -> String {
 }
 
 const WORDS: &[&str] = &[
-    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srvr", "srst", "stat", "wchc", "wchp", "wchs",
+    "mntr", "isro", "hash",
 ];
 
 /// The four-letter word these first four bytes spell, if any.
@@ -305,7 +305,17 @@ fn mntr(shared: &Shared) -> String {
     if shared.ensemble {
         let e = shared.ensemble_stats();
         rows.push(("zk_quorum_size", e.voters.to_string()));
-        rows.push(("zk_peer_state", if shared.is_leader() { "leading - broadcast" } else if shared.serving() { "following - broadcast" } else { "looking" }.into()));
+        rows.push((
+            "zk_peer_state",
+            if shared.is_leader() {
+                "leading - broadcast"
+            } else if shared.serving() {
+                "following - broadcast"
+            } else {
+                "looking"
+            }
+            .into(),
+        ));
         if shared.is_leader() {
             // As ZooKeeper counts them: members that follow (voters and observers), those caught
             // up with this leader, and syncs waiting to be applied.

@@ -37,12 +37,15 @@ pub mod fuzzing {
         let mut core = Core::new(&config);
         let session = 1;
         let auth = vec![acl::id("ip", "127.0.0.1"), acl::id("digest", "u:x")];
-        core.tree.apply(1, &Txn {
-            session,
-            time: 0,
-            auth: vec![],
-            op: ferrozk_tree::TxnOp::CreateSession { timeout: 30000, passwd: vec![0; 16] },
-        });
+        core.tree.apply(
+            1,
+            &Txn {
+                session,
+                time: 0,
+                auth: vec![],
+                op: ferrozk_tree::TxnOp::CreateSession { timeout: 30000, passwd: vec![0; 16] },
+            },
+        );
         let mut rest = data;
         let mut time = 1;
         while let FrameCheck::Complete(len) = check_frame(rest, 1 << 20) {
@@ -205,7 +208,8 @@ impl ServerBuilder {
             _ => None,
         };
         let (shared, proposals) = core::Shared::new(config.clone(), bound, tree, my_id);
-        let consensus = raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(std::io::Error::other)?;
+        let consensus =
+            raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(std::io::Error::other)?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
         tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
@@ -228,7 +232,9 @@ fn resolve_my_id(config: &ServerConfig) -> Result<u64, String> {
     let from_file = || -> Result<Option<u64>, String> {
         let path = config.data_dir.join("myid");
         match std::fs::read_to_string(&path) {
-            Ok(t) => t.trim().parse::<u64>().map(Some).map_err(|_| format!("{}: not a server id: '{}'", path.display(), t.trim())),
+            Ok(t) => {
+                t.trim().parse::<u64>().map(Some).map_err(|_| format!("{}: not a server id: '{}'", path.display(), t.trim()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
@@ -240,7 +246,9 @@ fn resolve_my_id(config: &ServerConfig) -> Result<u64, String> {
     match (config.members.len(), id) {
         (0, id) => Ok(id.unwrap_or(1).max(1)),
         (1, None) => Ok(config.members[0].id),
-        (_, None) => Err(format!("{} is missing: an ensemble member needs its server id there", config.data_dir.join("myid").display())),
+        (_, None) => {
+            Err(format!("{} is missing: an ensemble member needs its server id there", config.data_dir.join("myid").display()))
+        }
         (_, Some(id)) if config.members.iter().any(|m| m.id == id) => Ok(id),
         (_, Some(id)) => Err(format!("myid {id} is not one of the configured servers (server.N lines)")),
     }
@@ -292,7 +300,9 @@ impl Server {
         let (_, snap_dir) = core::dirs(&self.shared.config);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         loop {
-            if let Some(s) = ferrozk_storage::snap::list(&snap_dir).into_iter().next().filter(|s| s.index >= raft::record_of(target as i64)) {
+            if let Some(s) =
+                ferrozk_storage::snap::list(&snap_dir).into_iter().next().filter(|s| s.index >= raft::record_of(target as i64))
+            {
                 return Ok(Some(s.path));
             }
             if std::time::Instant::now() > deadline {

@@ -66,8 +66,16 @@ fn multi_op_to_txn(o: &MultiOp) -> Result<TxnOp, ErrorCode> {
 pub fn is_write_opcode(opcode: i32) -> bool {
     matches!(
         opcode,
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL | op::DELETE | op::SET_DATA | op::SET_ACL
-            | op::CHECK | op::MULTI | op::RECONFIG
+        op::CREATE
+            | op::CREATE2
+            | op::CREATE_CONTAINER
+            | op::CREATE_TTL
+            | op::DELETE
+            | op::SET_DATA
+            | op::SET_ACL
+            | op::CHECK
+            | op::MULTI
+            | op::RECONFIG
     )
 }
 
@@ -124,9 +132,7 @@ pub fn write_reply(xid: i32, opcode: i32, applied: &Applied) -> Vec<u8> {
                 reply_frame(xid, zxid, 0, Some(&SetDataResponse { stat: stat.clone() }))
             }
             Outcome::AclSet(stat) => reply_frame(xid, zxid, 0, Some(&SetAclResponse { stat: stat.clone() })),
-            Outcome::Multi(results) => {
-                reply_frame(xid, zxid, 0, Some(&MultiResponse { results: results.clone() }))
-            }
+            Outcome::Multi(results) => reply_frame(xid, zxid, 0, Some(&MultiResponse { results: results.clone() })),
             Outcome::Deleted | Outcome::SessionCreated | Outcome::SessionClosed => reply_frame(xid, zxid, 0, None),
             Outcome::Config { data, stat } => {
                 reply_frame(xid, zxid, 0, Some(&GetDataResponse { data: Some(data.clone()), stat: stat.clone() }))
@@ -263,9 +269,7 @@ pub fn execute_read(core: &mut Core, ctx: &ReadCtx, req: &Request, pre: &mut Vec
                 let res = match o {
                     // ZooKeeper ignores the sub-ops' watch flags here.
                     MultiOp::GetData(r) => get_data(core, ctx, &r.path, false).map(|(d, s)| OpResult::GetData(d, s)),
-                    MultiOp::GetChildren(r) => {
-                        get_children(core, ctx, &r.path, false).map(|(c, _)| OpResult::GetChildren(c))
-                    }
+                    MultiOp::GetChildren(r) => get_children(core, ctx, &r.path, false).map(|(c, _)| OpResult::GetChildren(c)),
                     _ => return Err(ErrorCode::MarshallingError),
                 };
                 results.push(res.unwrap_or_else(|e| OpResult::Error(e.code())));
@@ -333,9 +337,7 @@ fn set_watches(core: &mut Core, ctx: &ReadCtx, w: &SetWatches2, pre: &mut Vec<Ve
     for p in &w.child_watches {
         match core.tree.node(p) {
             None => pre.push(notification_frame(-1, event::NODE_DELETED, p)),
-            Some(n) if n.stat().pzxid > w.relative_zxid => {
-                pre.push(notification_frame(-1, event::NODE_CHILDREN_CHANGED, p))
-            }
+            Some(n) if n.stat().pzxid > w.relative_zxid => pre.push(notification_frame(-1, event::NODE_CHILDREN_CHANGED, p)),
             Some(_) => core.watches.add_child(p, ctx.conn),
         }
     }

@@ -13,9 +13,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use ferrozk_storage::snap;
 use ferrozk_tree::DataTree;

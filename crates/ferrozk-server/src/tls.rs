@@ -34,9 +34,8 @@ fn check_pem(kind: &str, path: &Path, declared: &Option<String>) -> Result<(), S
 }
 
 fn read_certs(kind: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect())
-        .map_err(|e| format!("{kind} {}: {e}", path.display()))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(path).and_then(|it| it.collect()).map_err(|e| format!("{kind} {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{kind} {}: no certificate found", path.display()));
     }
@@ -54,10 +53,8 @@ pub fn acceptor(s: &TlsSettings) -> Result<TlsAcceptor, String> {
     let key = PrivateKeyDer::from_pem_file(key_path)
         .map_err(|e| format!("ssl.keyStore {}: no usable private key: {e}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("ssl.keyStore {}: {e}", key_path.display()))?;
+    let signing_key =
+        provider.key_provider.load_private_key(key).map_err(|e| format!("ssl.keyStore {}: {e}", key_path.display()))?;
     let certified = SingleCertAndKey::from(CertifiedKey::new(certs, signing_key));
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -164,9 +161,7 @@ impl ClientCertVerifier for TrustStoreVerifier {
         for _ in 0..=chain.len() {
             for root in &self.roots {
                 let (_, r) = X509Certificate::from_der(root).map_err(bad_cert)?;
-                if r.subject().as_raw() == current.issuer().as_raw()
-                    && current.verify_signature(Some(r.public_key())).is_ok()
-                {
+                if r.subject().as_raw() == current.issuer().as_raw() && current.verify_signature(Some(r.public_key())).is_ok() {
                     return Ok(ClientCertVerified::assertion());
                 }
             }
@@ -224,8 +219,6 @@ fn verify_handshake_signature(
         SignatureScheme::ED25519 => &sig::ED25519,
         other => return Err(bad_cert(format!("unsupported signature scheme {other:?}"))),
     };
-    sig::UnparsedPublicKey::new(alg, key)
-        .verify(message, dss.signature())
-        .map_err(|_| bad_cert("bad handshake signature"))?;
+    sig::UnparsedPublicKey::new(alg, key).verify(message, dss.signature()).map_err(|_| bad_cert("bad handshake signature"))?;
     Ok(HandshakeSignatureValid::assertion())
 }

@@ -253,7 +253,10 @@ impl Wal {
     /// Removes every record at `index` and after it (entries a new leader overwrote): later
     /// segments are deleted, the one holding `index` is cut just before it.
     pub fn truncate_from(&mut self, index: u64) -> Result<(), StorageError> {
-        let io = |p: &Path| { let p = p.to_path_buf(); move |e| StorageError::Io(p, e) };
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| StorageError::Io(p, e)
+        };
         self.flush().map_err(io(&self.path))?;
         if index >= self.next_index {
             return Ok(());
@@ -285,7 +288,10 @@ impl Wal {
     /// Drops every segment and starts over with record `next` (what came before is in a
     /// snapshot installed from the leader).
     pub fn restart_at(&mut self, next: u64) -> Result<(), StorageError> {
-        let io = |p: &Path| { let p = p.to_path_buf(); move |e| StorageError::Io(p, e) };
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| StorageError::Io(p, e)
+        };
         self.buf.clear();
         for (_, path) in list_segments(&self.dir).map_err(io(&self.dir))? {
             fs::remove_file(&path).map_err(io(&path))?;
@@ -346,7 +352,11 @@ fn record_offset(path: &Path, first: u64, index: u64) -> Result<u64, StorageErro
         at += 1;
     }
     if at != index || pos > data.len() {
-        return Err(StorageError::Damaged { file: path.to_path_buf(), offset: pos as u64, reason: format!("record {index} not found") });
+        return Err(StorageError::Damaged {
+            file: path.to_path_buf(),
+            offset: pos as u64,
+            reason: format!("record {index} not found"),
+        });
     }
     Ok(pos as u64)
 }
@@ -492,7 +502,8 @@ fn read_segment(
     let file_len = file.metadata().map_err(io)?.len();
     let mut w = Window { file, buf: Vec::new(), start: 0, eof: false };
     // Where the records end, and whether only zeros follow.
-    let ended = |w: &Window, pos: usize| -> Result<(u64, bool), StorageError> { Ok((pos as u64, w.zeros_from(pos).map_err(io)?)) };
+    let ended =
+        |w: &Window, pos: usize| -> Result<(u64, bool), StorageError> { Ok((pos as u64, w.zeros_from(pos).map_err(io)?)) };
     let has_header = w.fill(0, HEADER_LEN as usize).map_err(io)?;
     if !has_header || w.bytes(0, 8) != MAGIC {
         if last_segment && w.zeros_from(0).map_err(io)? {
@@ -514,7 +525,8 @@ fn read_segment(
         }
         // Whether what follows `upto` could be a write that never completed: only zeros, or a
         // record running past the end of the last segment.
-        let torn_tail = |w: &Window, upto: usize| -> Result<bool, StorageError> { Ok(last_segment && w.zeros_from(upto).map_err(io)?) };
+        let torn_tail =
+            |w: &Window, upto: usize| -> Result<bool, StorageError> { Ok(last_segment && w.zeros_from(upto).map_err(io)?) };
         if !w.fill(pos, RECORD_HEADER).map_err(io)? {
             if last_segment {
                 let (end, zeros) = ended(&w, pos)?;
@@ -681,7 +693,11 @@ mod tests {
         let mut seen = 0;
         let refused = Wal::open_after(&d, 0, &mut |index, _, _| {
             seen += 1;
-            if index == 2 { Err("cannot use it".into()) } else { Ok(()) }
+            if index == 2 {
+                Err("cannot use it".into())
+            } else {
+                Ok(())
+            }
         });
         match refused {
             Err(StorageError::Damaged { reason, .. }) => assert_eq!(reason, "cannot use it"),

@@ -77,7 +77,9 @@ pub fn java_set_order(ids: &[Id]) -> Vec<&Id> {
         bins *= 2;
     }
     let bin = |id: &Id| {
-        let h = 37i32.wrapping_mul(37i32.wrapping_mul(17).wrapping_add(java_string_hash(&id.scheme))).wrapping_add(java_string_hash(&id.id));
+        let h = 37i32
+            .wrapping_mul(37i32.wrapping_mul(17).wrapping_add(java_string_hash(&id.scheme)))
+            .wrapping_add(java_string_hash(&id.id));
         let spread = (h ^ ((h as u32) >> 16) as i32) & 0x7fff_ffff;
         spread as usize & (bins - 1)
     };

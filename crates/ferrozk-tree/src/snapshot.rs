@@ -318,7 +318,11 @@ mod tests {
         apply(&mut t, 7, create("/zookeeper/quota/a/zookeeper_limits", 0, op::CREATE, -1));
         apply(&mut t, 7, create("/zookeeper/quota/a/zookeeper_stats", 0, op::CREATE, -1));
         apply(&mut t, 7, TxnOp::Delete { path: "/a/s-0000000000".into(), version: -1 });
-        apply(&mut t, 7, TxnOp::SetAcl { path: "/box".into(), acl: vec![Acl { perms: 1, id: acl::id("auth", "") }], version: -1 });
+        apply(
+            &mut t,
+            7,
+            TxnOp::SetAcl { path: "/box".into(), acl: vec![Acl { perms: 1, id: acl::id("auth", "") }], version: -1 },
+        );
         let mut bytes = Vec::new();
         t.write_snapshot(&mut bytes).unwrap();
         let back = DataTree::read_snapshot(&mut &bytes[..], config, &mut |_, _| {}).unwrap();

@@ -81,7 +81,10 @@ pub struct Change {
 /// What a write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Created { path: String, stat: Stat },
+    Created {
+        path: String,
+        stat: Stat,
+    },
     Deleted,
     DataSet(Stat),
     AclSet(Stat),
@@ -90,7 +93,10 @@ pub enum Outcome {
     SessionCreated,
     SessionClosed,
     /// A reconfig's answer: the new `/zookeeper/config` and its Stat.
-    Config { data: Vec<u8>, stat: Stat },
+    Config {
+        data: Vec<u8>,
+        stat: Stat,
+    },
 }
 
 #[derive(Debug)]
@@ -730,7 +736,8 @@ impl DataTree {
             }
         }
         // A quota's limits node, `/zookeeper/quota<path>/zookeeper_limits`, makes <path> a quota root.
-        let real = p.strip_prefix(quota::QUOTA_ROOT).and_then(|r| r.strip_suffix(quota::LIMIT_NODE)).and_then(|r| r.strip_suffix('/'));
+        let real =
+            p.strip_prefix(quota::QUOTA_ROOT).and_then(|r| r.strip_suffix(quota::LIMIT_NODE)).and_then(|r| r.strip_suffix('/'));
         if let Some(real) = real {
             if present {
                 self.quota_roots.insert(real.to_string());
@@ -890,8 +897,14 @@ mod tests {
         assert_eq!(t.ephemerals(7), vec!["/q/e".to_string()]);
         assert!(t.node("/a").is_none());
         // The same multi without the failing check commits.
-        let ops = vec![create("/a", 0), TxnOp::Delete { path: "/x/y".into(), version: -1 }, TxnOp::Delete { path: "/x".into(), version: -1 }];
-        assert!(matches!(apply(&mut t, TxnOp::Multi(ops)).result, Ok(Outcome::Multi(ref r)) if !r.iter().any(|x| matches!(x, OpResult::Error(_)))));
+        let ops = vec![
+            create("/a", 0),
+            TxnOp::Delete { path: "/x/y".into(), version: -1 },
+            TxnOp::Delete { path: "/x".into(), version: -1 },
+        ];
+        assert!(
+            matches!(apply(&mut t, TxnOp::Multi(ops)).result, Ok(Outcome::Multi(ref r)) if !r.iter().any(|x| matches!(x, OpResult::Error(_))))
+        );
         assert!(t.node("/x").is_none() && t.node("/a").is_some());
         assert_eq!(t.node("/").unwrap().stat().num_children, 4);
     }

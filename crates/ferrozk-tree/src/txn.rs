@@ -20,24 +20,52 @@ pub struct Txn {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
-    CreateSession { timeout: i32, passwd: Vec<u8> },
+    CreateSession {
+        timeout: i32,
+        passwd: Vec<u8>,
+    },
     CloseSession,
     /// create, create2, createContainer or createTTL (`opcode` says which; `ttl` is -1 unless
     /// the request carried one).
-    Create { opcode: i32, path: String, data: Option<Vec<u8>>, acl: Vec<Acl>, flags: i32, ttl: i64 },
-    Delete { path: String, version: i32 },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
+    Create {
+        opcode: i32,
+        path: String,
+        data: Option<Vec<u8>>,
+        acl: Vec<Acl>,
+        flags: i32,
+        ttl: i64,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<TxnOp>),
     /// Server-issued removal of an empty container or an expired TTL node.
-    DeleteContainer { path: String },
+    DeleteContainer {
+        path: String,
+    },
     /// A write the server refused before proposing (e.g. an undecodable multi); it still takes
     /// a zxid, as ZooKeeper's ErrorTxn does.
     Error(ErrorCode),
     /// The ensemble's membership changed (reconfig): `/zookeeper/config` becomes `servers`
     /// (one `server.N=...` line each) followed by `version=<this zxid in hex>`.
-    SetConfig { servers: String },
+    SetConfig {
+        servers: String,
+    },
 }
 
 impl TxnOp {
@@ -106,10 +134,7 @@ impl Decode for TxnOp {
     fn decode(r: &mut Reader<'_>) -> DecodeResult<Self> {
         let tag = r.read_i32()?;
         Ok(match tag {
-            1 => TxnOp::CreateSession {
-                timeout: r.read_i32()?,
-                passwd: r.read_buffer()?.unwrap_or_default(),
-            },
+            1 => TxnOp::CreateSession { timeout: r.read_i32()?, passwd: r.read_buffer()?.unwrap_or_default() },
             2 => TxnOp::CloseSession,
             3 => TxnOp::Create {
                 opcode: r.read_i32()?,

@@ -214,9 +214,7 @@ impl Watches {
             // Persistent watches are looked up in the data table only, as ZooKeeper does.
             watcher_type::PERSISTENT => self.data.has(path, w, Some(PERSISTENT)),
             _ => match Self::mode_of(watcher_type) {
-                Some((child, data, mode)) => {
-                    (child && self.child.has(path, w, mode)) || (data && self.data.has(path, w, mode))
-                }
+                Some((child, data, mode)) => (child && self.child.has(path, w, mode)) || (data && self.data.has(path, w, mode)),
                 None => false,
             },
         }
@@ -264,11 +262,14 @@ impl Watches {
                 m.entry(*w).or_default().extend(paths.iter().cloned());
             }
         }
-        let mut v: Vec<_> = m.into_iter().map(|(w, p)| {
-            let mut p: Vec<_> = p.into_iter().collect();
-            p.sort();
-            (w, p)
-        }).collect();
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(w, p)| {
+                let mut p: Vec<_> = p.into_iter().collect();
+                p.sort();
+                (w, p)
+            })
+            .collect();
         v.sort();
         v
     }
@@ -281,11 +282,14 @@ impl Watches {
                 m.entry(p.clone()).or_default().extend(ws.keys());
             }
         }
-        let mut v: Vec<_> = m.into_iter().map(|(p, w)| {
-            let mut w: Vec<_> = w.into_iter().collect();
-            w.sort();
-            (p, w)
-        }).collect();
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(p, w)| {
+                let mut w: Vec<_> = w.into_iter().collect();
+                w.sort();
+                (p, w)
+            })
+            .collect();
         v.sort();
         v
     }

@@ -563,7 +563,12 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
         }
         if !args.quiet && !args.json && (el as u64) > last {
             last = el as u64;
-            eprintln!("  {:>4} s  {:>10} ops  {:>9.0} ops/s", last, s.done.load(Ordering::Relaxed), s.done.load(Ordering::Relaxed) as f64 / el);
+            eprintln!(
+                "  {:>4} s  {:>10} ops  {:>9.0} ops/s",
+                last,
+                s.done.load(Ordering::Relaxed),
+                s.done.load(Ordering::Relaxed) as f64 / el
+            );
         }
     }
     s.measuring.store(false, Ordering::Relaxed);

@@ -22,7 +22,12 @@ impl TestServer {
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cfg = dir.join("zoo.cfg");
-        writeln!(std::fs::File::create(&cfg).unwrap(), "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1", dir.join("data").display()).unwrap();
+        writeln!(
+            std::fs::File::create(&cfg).unwrap(),
+            "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1",
+            dir.join("data").display()
+        )
+        .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
         let servers = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -82,7 +87,16 @@ impl Json {
 async fn bench_counts_the_operations_it_completed() {
     let server = TestServer::start("create").await;
     let (sessions, inflight) = (3u64, 4u64);
-    let json = server.bench(&["--workload", "create", "--count", "500", "--sessions", &sessions.to_string(), "--inflight", &inflight.to_string()]);
+    let json = server.bench(&[
+        "--workload",
+        "create",
+        "--count",
+        "500",
+        "--sessions",
+        &sessions.to_string(),
+        "--inflight",
+        &inflight.to_string(),
+    ]);
     let ops = json.field("ops") as u64;
     assert!(ops >= 500, "stopped early: {}", json.0);
     assert_eq!(json.field("errors"), 0.0);

@@ -40,12 +40,8 @@ async fn client(port: u16) -> Client {
 /// Writes `n` nodes through a server, then stops it; returns the log segment.
 async fn populate(d: &Path, n: usize) -> PathBuf {
     let p = port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrozk"))
-        .arg("server")
-        .arg(config(d, p))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(config(d, p)).stderr(Stdio::null()).spawn().unwrap();
     let zk = client(p).await;
     for i in 0..n {
         zk.create(&format!("/n{i}"), format!("value {i}").as_bytes(), open_acl(), CreateMode::Persistent).await.unwrap();
@@ -75,7 +71,8 @@ async fn a_torn_last_record_is_cut_and_everything_before_it_served() {
     bytes[end - 5..end].fill(0);
     std::fs::write(&seg, &bytes).unwrap();
     let p = port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(config(&d, p)).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(config(&d, p)).stderr(Stdio::null()).spawn().unwrap();
     let zk = client(p).await;
     for i in 0..20 {
         assert_eq!(zk.get_data(&format!("/n{i}")).await.unwrap().0, format!("value {i}").as_bytes());

@@ -33,15 +33,15 @@ fn free_port() -> u16 {
 fn start(dir: &Path, port: u16) -> Server {
     let cfg = dir.join("zoo.cfg");
     let mut f = std::fs::File::create(&cfg).unwrap();
-    writeln!(f, "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nmaxSessionTimeout=4000", dir.join("data").display()).unwrap();
+    writeln!(
+        f,
+        "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nmaxSessionTimeout=4000",
+        dir.join("data").display()
+    )
+    .unwrap();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrozk"))
-        .arg("server")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(&cfg).stdout(Stdio::null()).stderr(log).spawn().unwrap();
     Server { child, port }
 }
 
@@ -136,9 +136,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let started = Instant::now();
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| tokio::spawn(worker(port, w, ledger.clone(), stop.clone())))
-            .collect();
+        let workers: Vec<_> = (0..WORKERS).map(|w| tokio::spawn(worker(port, w, ledger.clone(), stop.clone()))).collect();
         let run_for = 50 + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(run_for)).await;
         server.child.kill().unwrap(); // SIGKILL
@@ -149,24 +147,28 @@ async fn acknowledged_writes_survive_sigkill() {
         }
         server = start(&dir, server.port);
         let zk = connect(port).await;
-        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
         let (children, _) = zk.get_children("/seq").await.unwrap();
         let present: HashSet<String> = children.into_iter().map(|c| format!("/seq/{c}")).collect();
-        for name in &l.acked_names {
-            assert!(present.contains(name), "cycle {cycle}: acknowledged create {name} lost");
-        }
-        for w in 0..WORKERS {
+        let mut values = [0i64; WORKERS];
+        for (w, value) in values.iter_mut().enumerate() {
             let (data, _) = zk.get_data(&format!("/counters/w{w}")).await.unwrap();
-            let value: i64 = String::from_utf8_lossy(&data).parse().unwrap();
-            let (acked, doubt) = (l.counters_acked[w], l.counters_in_doubt[w]);
-            assert!(
-                value >= acked && value <= acked + doubt,
-                "cycle {cycle}: counter w{w} is {value}, acknowledged {acked}, in doubt {doubt}"
-            );
-            l.counters_acked[w] = value;
-            l.counters_in_doubt[w] = 0;
+            *value = String::from_utf8_lossy(&data).parse().unwrap();
         }
-        drop(l);
+        {
+            let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            for name in &l.acked_names {
+                assert!(present.contains(name), "cycle {cycle}: acknowledged create {name} lost");
+            }
+            for (w, &value) in values.iter().enumerate() {
+                let (acked, doubt) = (l.counters_acked[w], l.counters_in_doubt[w]);
+                assert!(
+                    value >= acked && value <= acked + doubt,
+                    "cycle {cycle}: counter w{w} is {value}, acknowledged {acked}, in doubt {doubt}"
+                );
+                l.counters_acked[w] = value;
+                l.counters_in_doubt[w] = 0;
+            }
+        }
         zk.close().await;
     }
     let l = ledger.lock().unwrap();

@@ -22,9 +22,7 @@ struct Plan {
 fn plan(name: &str, n: u64) -> Plan {
     let root = std::env::temp_dir().join(format!("ferrozk-ensemble-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let members = (1..=n)
-        .map(|id| Member::parse(id, &format!("127.0.0.1:{}:{}", free_port(), free_port())).unwrap())
-        .collect();
+    let members = (1..=n).map(|id| Member::parse(id, &format!("127.0.0.1:{}:{}", free_port(), free_port())).unwrap()).collect();
     let clients = (1..=n).map(|_| free_port()).collect();
     Plan { root, members, clients }
 }
@@ -329,7 +327,8 @@ async fn a_removed_member_follows_without_voting() {
         let c = connect(*port).await;
         loop {
             let _ = c.sync("/zookeeper/config").await;
-            let text = c.get_data("/zookeeper/config").await.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default();
+            let text =
+                c.get_data("/zookeeper/config").await.map(|(d, _)| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default();
             if !text.is_empty() && !text.contains(&gone) {
                 assert_eq!(text.lines().filter(|l| l.starts_with("server.")).count(), 2, "{text}");
                 break;

@@ -25,10 +25,18 @@ pub struct NodeData {
 /// A change seen by a cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheEvent {
-    Created { path: String, node: NodeData },
+    Created {
+        path: String,
+        node: NodeData,
+    },
     /// The data changed (a new `mzxid`); a Stat change alone (children) is not reported.
-    Changed { path: String, node: NodeData },
-    Deleted { path: String },
+    Changed {
+        path: String,
+        node: NodeData,
+    },
+    Deleted {
+        path: String,
+    },
 }
 
 /// What changed between two copies of one node, if anything worth reporting.
@@ -62,7 +70,11 @@ enum Next {
 
 /// Waits for the next watch event or a reconnection. `lost` is set while the session is
 /// between servers (or a read failed for that reason).
-async fn next(events: &mut mpsc::UnboundedReceiver<WatchedEvent>, state: &mut watch::Receiver<SessionState>, lost: &mut bool) -> Next {
+async fn next(
+    events: &mut mpsc::UnboundedReceiver<WatchedEvent>,
+    state: &mut watch::Receiver<SessionState>,
+    lost: &mut bool,
+) -> Next {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {

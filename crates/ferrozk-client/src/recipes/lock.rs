@@ -149,7 +149,8 @@ impl Lock {
         let prefix = format!("{}{}", uuid_hex(), self.kind.node_name());
         let guard = CleanupGuard::new(&self.zk, &self.path, Leftover::Prefix(prefix.clone()));
         // Through connection loss: a create whose reply was lost is found again by its prefix.
-        let create = || self.zk.retrying().create_sequential(&self.path, &prefix, &self.data, open_acl(), CreateMode::EphemeralSequential);
+        let create =
+            || self.zk.retrying().create_sequential(&self.path, &prefix, &self.data, open_acl(), CreateMode::EphemeralSequential);
         let mut created = create().await;
         if created == Err(ErrorCode::NoNode) {
             // Someone removed the lock's path since it was ensured.
@@ -246,10 +247,8 @@ impl Lock {
             Err(ErrorCode::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut queued: Vec<(String, String)> = children
-            .iter()
-            .filter_map(|c| sequence(c, &["__lock__", "__rlock__"]).map(|s| (s.to_string(), c.clone())))
-            .collect();
+        let mut queued: Vec<(String, String)> =
+            children.iter().filter_map(|c| sequence(c, &["__lock__", "__rlock__"]).map(|s| (s.to_string(), c.clone()))).collect();
         queued.sort();
         let mut out = Vec::new();
         for (_, c) in queued {

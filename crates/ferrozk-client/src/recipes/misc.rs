@@ -93,7 +93,6 @@ impl Drop for Counter {
     }
 }
 
-
 /// A barrier (kazoo's `Barrier`): while its node exists, `wait` blocks; removing the node
 /// releases every waiter.
 pub struct Barrier {

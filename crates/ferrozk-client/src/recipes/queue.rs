@@ -220,7 +220,12 @@ impl LockingQueue {
         self.ensure_paths().await?;
         let ops: Vec<Op> = values
             .iter()
-            .map(|v| Op::Create { path: self.entry_prefix(priority), data: v.to_vec(), acl: open_acl(), mode: CreateMode::PersistentSequential })
+            .map(|v| Op::Create {
+                path: self.entry_prefix(priority),
+                data: v.to_vec(),
+                acl: open_acl(),
+                mode: CreateMode::PersistentSequential,
+            })
             .collect();
         // At least once, as Queue::put.
         self.zk.retry(|| async { self.zk.multi(ops.clone()).await.map(|_| ()).map_err(|(e, _)| e) }).await

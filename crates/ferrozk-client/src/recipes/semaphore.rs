@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::lock::ReleaseOnDrop;
 use super::{
-    delete_in_background, delete_if_exists, ensure_path, uuid_hex, wait_until, Canceller, CleanupGuard, Leftover, Lock,
-    Waited,
+    delete_if_exists, delete_in_background, ensure_path, uuid_hex, wait_until, Canceller, CleanupGuard, Leftover, Lock, Waited,
 };
 use crate::{open_acl, Client, CreateMode, ErrorCode};
 

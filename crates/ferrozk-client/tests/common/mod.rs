@@ -23,7 +23,8 @@ pub async fn server(name: &str) -> TestServer {
         _ => {
             let d = std::env::temp_dir().join(format!("ferrozk-recipes-{unique}"));
             let _ = std::fs::remove_dir_all(&d);
-            let s = Server::builder().client_addr("127.0.0.1:0".parse().unwrap()).data_dir(d).tick_time(200).start().await.unwrap();
+            let s =
+                Server::builder().client_addr("127.0.0.1:0".parse().unwrap()).data_dir(d).tick_time(200).start().await.unwrap();
             let host = s.connect_string();
             (Some(s), host)
         }

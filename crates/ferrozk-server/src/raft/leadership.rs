@@ -20,7 +20,10 @@ pub(super) async fn stand_after_lease(raft: &Raft, shared: &Shared, replicated: 
     if replicated.load(Ordering::Relaxed) > last_heard || shared.is_leader() {
         return;
     }
-    tracing::info!(silent_ms = shared.now() - last_heard, "the leader's connection closed and its lease ran out: standing for election");
+    tracing::info!(
+        silent_ms = shared.now() - last_heard,
+        "the leader's connection closed and its lease ran out: standing for election"
+    );
     let _ = raft.trigger().elect().await;
 }
 

@@ -66,6 +66,7 @@ impl LogShared {
 
     /// Entries `[start, end)`: recent ones from memory, older ones from the files; no more than
     /// about `max_bytes` of them (at least one).
+    #[allow(clippy::result_large_err)] // openraft's StorageError, which its traits return
     fn entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -253,9 +254,8 @@ pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
     let covered = LogFiles::newest_snapshot(config);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_QUEUE);
-        let reader = s.spawn(move || {
-            LogFiles::read(config, covered, &mut |e| tx.send(e).map_err(|_| "recovery stopped".to_string()))
-        });
+        let reader =
+            s.spawn(move || LogFiles::read(config, covered, &mut |e| tx.send(e).map_err(|_| "recovery stopped".to_string())));
         let mut recovered = load_snapshot(config);
         // Log index i is record i + 1.
         let needed_from = recovered.applied.map_or(0, |a| a.index + 1);
@@ -266,9 +266,7 @@ pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
             let _ = reader.join();
             // A gap is reported as such, not as the damaged record the reader would name.
             let mut gap = None;
-            let files = LogFiles::read(config, needed_from, &mut |e| {
-                recovered.replay(e).inspect_err(|m| gap = Some(m.clone()))
-            });
+            let files = LogFiles::read(config, needed_from, &mut |e| recovered.replay(e).inspect_err(|m| gap = Some(m.clone())));
             return match gap {
                 Some(m) => Err(m),
                 None => Ok((recovered, files?)),
@@ -307,7 +305,15 @@ impl LogStore {
             wal_dir,
             raft_dir,
             flushed: AtomicU64::new(last.map_or(0, |l| l.index + 1)),
-            cache: Mutex::new(LogCache { first, bytes: entries.iter().map(entry_bytes).sum(), entries, last, purged, vote, committed }),
+            cache: Mutex::new(LogCache {
+                first,
+                bytes: entries.iter().map(entry_bytes).sum(),
+                entries,
+                last,
+                purged,
+                vote,
+                committed,
+            }),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -568,7 +574,8 @@ mod tests {
             wal.restart_at(first + 1).unwrap();
         }
         for i in first..end {
-            let op = TxnOp::Create { opcode: 1, path: format!("/n{i}"), data: Some(vec![]), acl: acl::open_acl(), flags: 0, ttl: -1 };
+            let op =
+                TxnOp::Create { opcode: 1, path: format!("/n{i}"), data: Some(vec![]), acl: acl::open_acl(), flags: 0, ttl: -1 };
             let txn = ferrozk_proto::jute::to_bytes(&Txn { session: 0, time: 0, auth: vec![], op });
             let batch = Batch(Arc::new(vec![Command { origin: 0, token: 0, txn: Some(txn) }]));
             let e: Entry<TypeConfig> = Entry { log_id: LogId::new(leader, i), payload: EntryPayload::Normal(batch) };

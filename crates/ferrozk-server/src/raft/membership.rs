@@ -43,7 +43,13 @@ pub(super) async fn publish_config(shared: Arc<Shared>, raft: Raft) {
     };
     let servers = if version == 0 {
         let (voters, learners) = initial_members(&shared.config, shared.my_id);
-        voters.into_iter().chain(learners).collect::<BTreeMap<_, _>>().into_iter().map(|(id, n)| format!("server.{id}={}\n", n.spec)).collect()
+        voters
+            .into_iter()
+            .chain(learners)
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .map(|(id, n)| format!("server.{id}={}\n", n.spec))
+            .collect()
     } else {
         let m = raft.metrics().borrow().membership_config.clone();
         let changed_since = m.log_id().map_or(0, |l| l.index + 1) > record_of(version);
@@ -55,7 +61,6 @@ pub(super) async fn publish_config(shared: Arc<Shared>, raft: Raft) {
     };
     shared.propose_detached_op(ferrozk_tree::TxnOp::SetConfig { servers });
 }
-
 
 /// A reconfig as a client asked for it: checked on the member it reached, carried out by
 /// the leader.
@@ -83,7 +88,11 @@ fn parse_servers(list: &str) -> Result<Vec<(u64, ZkNode, bool)>, ErrorCode> {
 /// The checks ZooKeeper makes before it involves the quorum, in its order: reconfig enabled,
 /// the expected config version, well-formed arguments. WRITE on `/zookeeper/config` (in
 /// practice: the super user) is noted here and enforced by the leader after its own checks.
-pub fn prepare_reconfig(shared: &Shared, auth: &[ferrozk_proto::Id], r: &ferrozk_proto::ReconfigRequest) -> Result<ReconfigPlan, ErrorCode> {
+pub fn prepare_reconfig(
+    shared: &Shared,
+    auth: &[ferrozk_proto::Id],
+    r: &ferrozk_proto::ReconfigRequest,
+) -> Result<ReconfigPlan, ErrorCode> {
     if !shared.ensemble || !shared.config.reconfig_enabled {
         return Err(ErrorCode::ReconfigDisabled);
     }
@@ -110,7 +119,13 @@ pub fn prepare_reconfig(shared: &Shared, auth: &[ferrozk_proto::Id], r: &ferrozk
 
 /// On the leader: changes the membership (openraft's joint consensus), then proposes the new
 /// `/zookeeper/config`, answered by member `origin` under `token`.
-pub(super) async fn lead_reconfig(shared: &Arc<Shared>, raft: &Raft, origin: u64, token: u64, plan: ReconfigPlan) -> Result<(), ErrorCode> {
+pub(super) async fn lead_reconfig(
+    shared: &Arc<Shared>,
+    raft: &Raft,
+    origin: u64,
+    token: u64,
+    plan: ReconfigPlan,
+) -> Result<(), ErrorCode> {
     if shared.reconfig_in_progress.swap(true, Ordering::AcqRel) {
         return Err(ErrorCode::ReconfigInProgress);
     }
@@ -196,7 +211,11 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
             .iter()
             .filter(|id| {
                 **id == shared.my_id
-                    || m.replication.as_ref().and_then(|r| r.get(id)).and_then(|x| x.as_ref()).is_some_and(|l| l.index + slack >= last)
+                    || m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id))
+                        .and_then(|x| x.as_ref())
+                        .is_some_and(|l| l.index + slack >= last)
             })
             .count()
     };

@@ -37,13 +37,12 @@ use ferrozk_tree::{DataTree, Txn};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership, Vote,
+    Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -347,12 +346,7 @@ impl Consensus {
 
 /// Starts consensus: openraft over the recovered log and tree; a new ensemble is initialised
 /// with the configured members (every member may do so with the same set).
-async fn start(
-    config: &ServerConfig,
-    shared: Arc<Shared>,
-    log: LogStore,
-    mut recovered: Recovered,
-) -> Result<Raft, String> {
+async fn start(config: &ServerConfig, shared: Arc<Shared>, log: LogStore, mut recovered: Recovered) -> Result<Raft, String> {
     let my_id = shared.my_id;
     let purged = log.shared.cache().purged;
     if purged.is_some_and(|p| recovered.applied.map_or(true, |a| a.index < p.index)) {
@@ -362,7 +356,8 @@ async fn start(
         ));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft = Raft::new(my_id, Arc::new(raft_config(config)?), Network::new(config), log, sm).await.map_err(|e| e.to_string())?;
+    let raft =
+        Raft::new(my_id, Arc::new(raft_config(config)?), Network::new(config), log, sm).await.map_err(|e| e.to_string())?;
     // Computed when mntr asks: the metrics change with every entry.
     let metrics = raft.metrics();
     shared.set_ensemble_stats_source(Box::new(move || ensemble_stats(&metrics.borrow(), my_id)));

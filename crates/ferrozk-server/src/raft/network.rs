@@ -10,8 +10,14 @@ pub(super) enum PeerRequest {
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
     /// The rest of this connection carries [`Forwarded`] messages from a member to the leader.
-    ForwardStream { from: u64 },
-    Reconfig { origin: u64, token: u64, plan: ReconfigPlan },
+    ForwardStream {
+        from: u64,
+    },
+    Reconfig {
+        origin: u64,
+        token: u64,
+        plan: ReconfigPlan,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,7 +104,11 @@ impl PeerClient {
     /// to the next request (a stale "conflict" makes a leader believe its follower's log went
     /// backwards). So the connection is taken out while in use and put back only after a
     /// whole round trip.
-    pub(super) async fn call(&mut self, req: PeerRequest, ttl: Duration) -> Result<PeerResponse, RPCError<u64, ZkNode, RaftError<u64>>> {
+    pub(super) async fn call(
+        &mut self,
+        req: PeerRequest,
+        ttl: Duration,
+    ) -> Result<PeerResponse, RPCError<u64, ZkNode, RaftError<u64>>> {
         let ttl = ttl.max(self.min_ttl);
         let conn = self.conn.take();
         let r = tokio::time::timeout(ttl, async {

@@ -8,14 +8,20 @@ use super::*;
 
 /// What the proposer sends to the leader: writes in order and liveness reports.
 pub enum Outbound {
-    Write { token: u64, command: Command },
+    Write {
+        token: u64,
+        command: Command,
+    },
     /// Writes another member forwarded to this one (as leader): proposed with its own, in
     /// that member's order.
     Relay(Vec<Command>),
     Touch(Vec<i64>),
     /// A reconfig of a client of this member: the leader changes the membership, then
     /// proposes the new `/zookeeper/config` under this token.
-    Reconfig { token: u64, plan: ReconfigPlan },
+    Reconfig {
+        token: u64,
+        plan: ReconfigPlan,
+    },
 }
 
 /// Log entries handed to openraft and not yet applied, at most. One: the writes that arrive
@@ -59,7 +65,14 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                 return;
             }
         };
-        let tokens: Vec<u64> = batch.iter().flatten().filter_map(|o| match o { Outbound::Write { token, .. } => Some(*token), _ => None }).collect();
+        let tokens: Vec<u64> = batch
+            .iter()
+            .flatten()
+            .filter_map(|o| match o {
+                Outbound::Write { token, .. } => Some(*token),
+                _ => None,
+            })
+            .collect();
         shared.mark_sent(&tokens, leader, term);
         if leader == me {
             let mut writes = Vec::new();
@@ -84,7 +97,9 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                 // write): entries travel to the other members whole, within an RPC's timeout.
                 let mut chunk = Vec::new();
                 let mut bytes = 0;
-                while let Some(w) = writes.next_if(|w| chunk.is_empty() || (chunk.len() < MAX_BATCH && bytes + command_bytes(w) <= MAX_ENTRY_BYTES)) {
+                while let Some(w) = writes
+                    .next_if(|w| chunk.is_empty() || (chunk.len() < MAX_BATCH && bytes + command_bytes(w) <= MAX_ENTRY_BYTES))
+                {
                     bytes += command_bytes(&w);
                     chunk.push(w);
                 }
@@ -153,7 +168,8 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
     }
 }
 
-type ResponderReceiver = <openraft::raft::responder::OneshotResponder<TypeConfig> as openraft::raft::responder::Responder<TypeConfig>>::Receiver;
+type ResponderReceiver =
+    <openraft::raft::responder::OneshotResponder<TypeConfig> as openraft::raft::responder::Responder<TypeConfig>>::Receiver;
 
 /// A reconfig asked on this member goes to the leader as a request of its own, answered when
 /// the leader is done.

@@ -208,7 +208,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => Err("nothing applied yet to snapshot".to_string()),
             Some(target) => self.fork_snapshot(target).await,
         };
-        SnapshotBuilder { config: self.shared.config.clone(), log: self.log.clone(), child: Some(child), current: self.current.clone() }
+        SnapshotBuilder {
+            config: self.shared.config.clone(),
+            log: self.log.clone(),
+            child: Some(child),
+            current: self.current.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, SErr> {
@@ -237,10 +242,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         std::fs::File::open(&snap_dir).and_then(|d| d.sync_all()).map_err(io_err)?;
         let config = self.shared.config.clone();
         let p = path.clone();
-        let (_, tree) = tokio::task::spawn_blocking(move || read_snapshot_file(&config, &p))
-            .await
-            .map_err(io_err)?
-            .map_err(read_err)?;
+        let (_, tree) =
+            tokio::task::spawn_blocking(move || read_snapshot_file(&config, &p)).await.map_err(io_err)?.map_err(read_err)?;
         tracing::info!(snapshot = %path.display(), nodes = tree.node_count(), "installed a snapshot from the leader");
         self.shared.replace_tree(tree);
         self.applied = meta.last_log_id;
@@ -348,14 +351,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             drop(writing);
             written
         })
-            .await
-            .map_err(io_err)?
-            .map_err(|e| io_err(io::Error::other(e)))?;
+        .await
+        .map_err(io_err)?
+        .map_err(|e| io_err(io::Error::other(e)))?;
         tracing::info!(snapshot = %path.display(), nodes, ms = started.elapsed().as_millis() as u64, "snapshot written");
         if let Some(target) = meta.last_log_id {
             self.log.trim(target.index);
         }
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(CurrentSnapshot { meta: meta.clone(), path: path.clone() });
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(CurrentSnapshot { meta: meta.clone(), path: path.clone() });
         if self.config.purge_interval_hours > 0 {
             let purged = self.log.cache().purged.map_or(0, |p| p.index + 1);
             if let Err(e) = crate::core::purge(&self.config, purged) {

@@ -38,6 +38,8 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
 pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String> {
     let config = ServerConfig { extended_types_enabled: true, ..Default::default() };
     let (meta, tree) = read_snapshot_file(&config, path)?;
-    let last = meta.last_log_id.map_or("none".to_string(), |l| format!("index {} term {} leader {}", l.index, l.leader_id.term, l.leader_id.node_id));
+    let last = meta
+        .last_log_id
+        .map_or("none".to_string(), |l| format!("index {} term {} leader {}", l.index, l.leader_id.term, l.leader_id.node_id));
     Ok((format!("last entry: {last}\nmembers: {}", describe_membership(meta.last_membership.membership())), tree))
 }

@@ -24,11 +24,7 @@ pub struct TestServer {
 /// A fresh, empty directory for one test's data.
 pub fn temp_data_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "ferrozk-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let d = std::env::temp_dir().join(format!("ferrozk-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -41,13 +37,7 @@ impl TestServer {
     /// Starts on a given data directory and address (to restart where another one stopped).
     pub fn start_in(data_dir: PathBuf, addr: SocketAddr, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let builder = configure(
-            Server::builder()
-                .client_addr(addr)
-                .data_dir(&data_dir)
-                .tick_time(200)
-                .four_letter_words(&["*"]),
-        );
+        let builder = configure(Server::builder().client_addr(addr).data_dir(&data_dir).tick_time(200).four_letter_words(&["*"]));
         let server = rt.block_on(builder.start()).unwrap();
         let addr = server.client_addr();
         TestServer { rt, server: Some(server), addr, data_dir }
@@ -111,9 +101,7 @@ pub fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
         match stream.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                return false
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
             Err(_) => return true,
         }
     }
@@ -221,8 +209,7 @@ impl Client {
     }
 
     pub fn set(&mut self, path: &str, data: &[u8], version: i32) -> Result<Stat, ErrorCode> {
-        let (h, body) =
-            self.call(&Request::SetData(SetDataRequest { path: path.into(), data: Some(data.to_vec()), version }));
+        let (h, body) = self.call(&Request::SetData(SetDataRequest { path: path.into(), data: Some(data.to_vec()), version }));
         if h.err != 0 {
             return Err(ErrorCode::from_code(h.err).unwrap());
         }
