@@ -1,11 +1,12 @@
 //! One client connection: handshake (or a four-letter word), then requests in, replies out.
 //!
-//! Two tasks per connection. The reader decodes frames in order: writes go to consensus at once
-//! (so they batch with other sessions'); a read is answered at once unless writes of this
-//! connection are in flight, and then waits behind them (`Core::answer_or_queue`) until they
-//! are applied. The writer batches whatever replies are ready into one socket write. Replies
-//! thus leave in request order, and a watch notification queued by the state machine reaches
-//! the client before any reply that shows its change.
+//! Two tasks per connection. The reader reads frames in order and hands each request to
+//! [`crate::dispatch`]: writes go to consensus at once (so they batch with other sessions'); a
+//! read is answered at once unless writes of this connection are in flight, and then waits
+//! behind them (`Core::answer_or_queue`) until they are applied. The writer batches whatever
+//! replies are ready into one socket write. Replies thus leave in request order, and a watch
+//! notification queued by the state machine reaches the client before any reply that shows its
+//! change.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,15 +15,17 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 use ferrozk_proto::frame::{check_frame, write_frame, FrameCheck};
 use ferrozk_proto::*;
-use ferrozk_tree::{acl, Txn, TxnOp};
+use ferrozk_tree::{acl, TxnOp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 
-use crate::core::{wall_ms, ConnEntry, ConnId, Latency, Out, Reply, ReplyTo, Shared, Tracked, Waiting};
+use crate::core::{ConnEntry, ConnId, Out, Shared};
+use crate::dispatch::{dispatch, Session};
 use crate::fourlw;
-use crate::ops::{self, reply_frame, write_txn};
+use crate::sessions::Tracked;
+use crate::stats::Latency;
 
 const READ_ROOM: usize = 4096;
 
@@ -324,14 +327,10 @@ async fn run_session<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let session = est.session;
-    let read_only = est.read_only;
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
     let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
     let Some(out) = shared.lock().conns.get(&conn_id).map(|c| c.out.clone()) else { return };
-    // While writes of this connection are in flight, its reads and replies queue behind them
-    // (`Core::answer_or_queue`), so that replies leave in request order and a read sees
-    // exactly the session's earlier writes; with none, a read is answered here at once.
+    let session = Session { conn: conn_id, id: est.session, read_only: est.read_only, peer, out };
     let mut auth = Arc::new(auth);
     loop {
         let frame = tokio::select! {
@@ -349,127 +348,14 @@ async fn run_session<R, W>(
         let at = reader.read_at;
         let mut r = Reader::new(&payload);
         let Ok(hdr) = RequestHeader::decode(&mut r) else { break };
-        {
-            let mut core = shared.lock();
-            core.touch(&shared, session, at);
-            core.stats.received += 1;
-            if let Some(c) = core.conns.get_mut(&conn_id) {
-                c.received += 1;
-            }
-        }
-        let reply_to = || ReplyTo { conn: conn_id, out: out.clone(), xid: hdr.xid, opcode: hdr.op, at };
-        // A frame that must follow everything before it, then maybe a close.
-        let ordered = |frame: Vec<u8>, close: bool| {
-            shared.lock().answer_or_queue(conn_id, Waiting::Forward { frame: Some(frame), close, reply: reply_to() });
-        };
-        let req = match Request::decode(hdr.op, &mut r) {
-            Ok(req) => req,
-            Err(e) => {
-                tracing::debug!(%peer, op = hdr.op, "undecodable request: {e}");
-                if ops::is_write_opcode(hdr.op) {
-                    // ZooKeeper fails an undecodable write in preparation: it still takes a zxid.
-                    let txn =
-                        Txn { session, time: wall_ms(), auth: (*auth).clone(), op: TxnOp::Error(ErrorCode::MarshallingError) };
-                    shared.submit_write(txn, Reply::Client(reply_to()));
-                } else {
-                    let zxid = shared.lock().tree.last_zxid();
-                    ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
-                }
-                continue;
-            }
-        };
-        match &req {
-            Request::Auth(a) => {
-                match authenticate(&shared, a, peer) {
-                    Some(ids) => {
-                        let mut list = (*auth).clone();
-                        for id in ids {
-                            if !list.contains(&id) {
-                                list.push(id);
-                            }
-                        }
-                        auth = Arc::new(list);
-                        if let Some(c) = shared.lock().conns.get_mut(&conn_id) {
-                            c.auth = (*auth).clone();
-                        }
-                        ordered(reply_frame(hdr.xid, 0, 0, None), false);
-                    }
-                    None => {
-                        tracing::warn!(%peer, scheme = a.scheme, "authentication failed");
-                        ordered(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed.code(), None), true);
-                    }
-                }
-                continue;
-            }
-            Request::Unknown(_) | Request::Sasl(_) => {
-                tracing::warn!(%peer, op = hdr.op, "received packet of unknown type; closing");
-                let zxid = shared.lock().tree.last_zxid();
-                ordered(reply_frame(hdr.xid, zxid, ErrorCode::Unimplemented.code(), None), true);
-                continue;
-            }
-            _ => {}
-        }
-        if read_only && (write_txn(&req).is_some() || matches!(req, Request::Sync(_))) {
-            let zxid = shared.lock().tree.last_zxid();
-            if req == Request::CloseSession {
-                shared.lock().sessions.remove(&session);
-                ordered(reply_frame(hdr.xid, zxid, 0, None), true);
-            } else {
-                ordered(reply_frame(hdr.xid, zxid, ErrorCode::NotReadOnly.code(), None), false);
-            }
-            continue;
-        }
-        if let Request::Reconfig(r) = &req {
-            if shared.ensemble {
-                match crate::raft::prepare_reconfig(&shared, &auth, r) {
-                    Ok(plan) => shared.submit_reconfig(reply_to(), plan),
-                    Err(code) => {
-                        let zxid = shared.lock().tree.last_zxid();
-                        ordered(reply_frame(hdr.xid, zxid, code.code(), None), false);
-                    }
-                }
-                continue;
-            }
-        }
-        if let Some(txn_op) = write_txn(&req) {
-            let txn = Txn { session, time: wall_ms(), auth: (*auth).clone(), op: txn_op };
-            shared.submit_write(txn, Reply::Client(reply_to()));
-        } else if let Request::Sync(r) = req {
-            shared.submit_sync(reply_to(), r.path);
-        } else {
-            if shared.config.linearizable_reads && !read_only && !matches!(req, Request::Ping | Request::SetWatches(..)) {
-                shared.submit_barrier(conn_id);
-            }
-            // Answered now unless writes of this connection are in flight. The reply is
-            // queued under the lock, so it follows any notification of a change it shows.
-            shared.lock().answer_or_queue(conn_id, Waiting::Read { req, session, auth: auth.clone(), reply: reply_to() });
-        }
+        dispatch(&shared, &session, &mut auth, hdr, r, at);
     }
-    drop(out);
+    drop(session);
     drop_conn(&shared, conn_id);
     // Every sender of the writer's queue goes once the writes it waits for are answered or failed:
     // the writer flushes what is left and ends.
     if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         tracing::debug!(%peer, "writer did not finish flushing; dropping the connection");
-    }
-}
-
-/// Digest auth adds `digest:user:hash` (and `super` for the configured super user), ip auth
-/// the client's address; an unknown scheme fails, which closes the connection as in ZooKeeper.
-fn authenticate(shared: &Shared, a: &AuthPacket, peer: SocketAddr) -> Option<Vec<Id>> {
-    match a.scheme.as_str() {
-        "ip" => Some(vec![acl::id("ip", &peer.ip().to_string())]),
-        "digest" => {
-            let text = String::from_utf8_lossy(a.auth.as_deref().unwrap_or_default()).into_owned();
-            let digest = acl::digest(&text);
-            let mut ids = Vec::new();
-            if shared.config.super_digest.as_deref() == Some(digest.as_str()) {
-                ids.push(acl::id("super", ""));
-            }
-            ids.push(acl::id("digest", &digest));
-            Some(ids)
-        }
-        _ => None,
     }
 }
 

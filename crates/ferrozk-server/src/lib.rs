@@ -9,14 +9,19 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 pub mod config;
 mod conn;
 mod core;
+mod dispatch;
 pub mod fourlw;
 mod ops;
+mod order;
 mod raft;
+mod sessions;
 pub use raft::tools;
 mod snapshot_child;
+mod stats;
 mod tls;
 
 /// The request path without the network, for the fuzzer: frames in, tree changed, replies
@@ -211,7 +216,7 @@ impl ServerBuilder {
         let consensus =
             raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(std::io::Error::other)?;
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(core::run_expiry(shared.clone())));
+        tasks.push(tokio::spawn(sessions::run_expiry(shared.clone())));
         tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
         tracing::info!(addr = %bound, "serving clients");
         let mut secure_bound = None;

@@ -5,7 +5,8 @@ use ferrozk_proto::frame::write_frame;
 use ferrozk_proto::*;
 use ferrozk_tree::{acl, Applied, Outcome, TxnOp};
 
-use crate::core::{notification_frame, ConnId, Core};
+use crate::apply::notification_frame;
+use crate::core::{ConnId, Core};
 
 /// A framed reply: header, then the body if there is one.
 pub fn reply_frame(xid: i32, zxid: i64, err: i32, body: Option<&dyn Encode>) -> Vec<u8> {

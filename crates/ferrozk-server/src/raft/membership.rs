@@ -269,11 +269,11 @@ async fn change_members(shared: &Shared, raft: &Raft, plan: ReconfigPlan) -> Res
 }
 
 /// The leader's view of its members, for mntr.
-pub(super) fn ensemble_stats(m: &openraft::RaftMetrics<u64, ZkNode>, my_id: u64) -> crate::core::EnsembleStats {
+pub(super) fn ensemble_stats(m: &openraft::RaftMetrics<u64, ZkNode>, my_id: u64) -> crate::stats::EnsembleStats {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let last_index = m.last_log_index.unwrap_or(0);
-    let mut stats = crate::core::EnsembleStats { voters: voters.len(), ..Default::default() };
+    let mut stats = crate::stats::EnsembleStats { voters: voters.len(), ..Default::default() };
     for (id, matched) in m.replication.iter().flatten() {
         if *id == my_id {
             continue;

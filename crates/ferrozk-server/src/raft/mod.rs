@@ -10,7 +10,7 @@
 //!   gets zxid `(i + 1) << 16 | k`: unique, increasing, and never rolling over.
 //! - The log thread appends what openraft hands it and fsyncs before openraft counts the entry
 //!   towards a quorum.
-//! - Entries are applied on every member, in order, by [`crate::core::Core::apply_entry`]; the
+//! - Entries are applied on every member, in order, by [`crate::core::Core::apply_entry`](crate::apply); the
 //!   member holding the client's connection answers it.
 //! - Snapshots are written by a forked child from a copy-on-write image of the tree
 //!   ([`crate::snapshot_child`]); they carry openraft's snapshot metadata in front of the

@@ -1,5 +1,5 @@
 //! The state machine: committed entries are applied to the tree on every member, in log order
-//! (invariant 2 of DESIGN.md), through [`crate::core::Core::apply_entry`], which also answers the
+//! (invariant 2 of DESIGN.md), through [`crate::core::Core::apply_entry`](crate::apply), which also answers the
 //! clients connected here. Snapshots are written by a forked child from a copy-on-write image of
 //! the tree ([`crate::snapshot_child`]) with openraft's snapshot metadata in front of it;
 //! [`run_snapshot_trigger`] asks for one every snapCount writes and purges the log behind it.
@@ -65,7 +65,7 @@ impl Recovered {
         match e.payload {
             EntryPayload::Normal(batch) => {
                 for (k, c) in batch.0.iter().enumerate() {
-                    crate::core::apply_to_tree(&mut self.tree, zxid_of(index, k), c.txn.as_deref());
+                    crate::apply::apply_to_tree(&mut self.tree, zxid_of(index, k), c.txn.as_deref());
                 }
                 self.replayed_writes += batch.0.len() as u64;
             }

@@ -1,0 +1,91 @@
+//! Statistics for the four-letter words and mntr: request and reply counts and latencies, per
+//! server and per connection, and the leader's view of its followers.
+
+use std::time::Instant;
+
+use crate::core::{wall_ms, ConnId, Core, Shared};
+
+#[derive(Default, Clone, Copy)]
+pub struct Latency {
+    pub min: u64,
+    pub max: u64,
+    pub total: u64,
+    pub count: u64,
+}
+
+impl Latency {
+    pub fn record(&mut self, ms: u64) {
+        if self.count == 0 || ms < self.min {
+            self.min = ms;
+        }
+        self.max = self.max.max(ms);
+        self.total += ms;
+        self.count += 1;
+    }
+
+    pub fn avg(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total as f64 / self.count as f64
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub received: u64,
+    pub sent: u64,
+    pub latency: Latency,
+    pub outstanding: i64,
+}
+
+/// The leader's view of its members, for mntr (kept current by the consensus module).
+#[derive(Default, Clone, Copy)]
+pub struct EnsembleStats {
+    pub voters: usize,
+    /// Other members this leader replicates to (voters and observers).
+    pub followers: usize,
+    /// Of those, the voters caught up with it,
+    pub synced: usize,
+    /// the observers,
+    pub synced_observers: usize,
+    /// and the members outside the config that still follow (ZooKeeper's non-voting followers).
+    pub synced_non_voting: usize,
+}
+
+impl Core {
+    /// Counts a reply for `srvr`/`cons`/`mntr`.
+    pub fn count_reply(&mut self, conn: ConnId, at: Option<Instant>, opcode: i32, xid: i32) {
+        self.stats.sent += 1;
+        let zxid = self.tree.last_zxid();
+        let ms = at.map(|a| a.elapsed().as_millis() as u64);
+        if let Some(ms) = ms {
+            self.stats.latency.record(ms);
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sent += 1;
+            c.last_zxid = zxid;
+            c.last_op = ferrozk_proto::codes::op::name(opcode);
+            if xid >= 0 {
+                c.last_cxid = xid;
+            }
+            if let Some(ms) = ms {
+                c.latency.record(ms);
+                c.last_latency = ms;
+                c.last_response = wall_ms();
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The ensemble's replication as mntr shows it, read from consensus when asked.
+    pub fn ensemble_stats(&self) -> EnsembleStats {
+        self.ensemble_stats.get().map_or_else(EnsembleStats::default, |stats| stats())
+    }
+
+    pub fn set_ensemble_stats_source(&self, stats: Box<dyn Fn() -> EnsembleStats + Send + Sync>) {
+        let _ = self.ensemble_stats.set(stats);
+    }
+}
