@@ -182,9 +182,9 @@ impl ServerBuilder {
     }
 
     /// Recovers the tree and the log, starts consensus, binds the ports and starts serving.
-    pub async fn start(self) -> std::io::Result<Server> {
+    pub async fn start(self) -> Result<Server, StartError> {
         let mut config = self.config;
-        let my_id = resolve_my_id(&config).map_err(std::io::Error::other)?;
+        let my_id = resolve_my_id(&config).map_err(StartError::Config)?;
         if let Some(m) = config.members.iter().find(|m| m.id == my_id) {
             if config.client_addr.port() == 0 {
                 if let Some(a) = m.client_addr {
@@ -204,32 +204,94 @@ impl ServerBuilder {
             }
         })
         .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::other)?;
-        let listener = TcpListener::bind(config.client_addr).await?;
-        let bound = listener.local_addr()?;
+        .map_err(|e| StartError::Data(e.to_string()))?
+        .map_err(StartError::Data)?;
+        let listener = listen("clients", config.client_addr.to_string()).await?;
+        let bound = listener.local_addr().map_err(|e| StartError::Listen {
+            what: "clients",
+            addr: config.client_addr.to_string(),
+            source: e,
+        })?;
         let peer_listener = match config.members.iter().find(|m| m.id == my_id) {
-            Some(m) if config.members.len() > 1 => Some(TcpListener::bind((m.host.as_str(), m.quorum_port)).await?),
+            Some(m) if config.members.len() > 1 => {
+                Some(listen("ensemble members", format!("{}:{}", m.host, m.quorum_port)).await?)
+            }
             _ => None,
         };
         let (shared, proposals) = core::Shared::new(config.clone(), bound, tree, my_id);
         let consensus =
-            raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(std::io::Error::other)?;
+            raft::Consensus::start(shared.clone(), restored, proposals, peer_listener).await.map_err(StartError::Consensus)?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(sessions::run_expiry(shared.clone())));
         tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, None)));
         tracing::info!(addr = %bound, "serving clients");
         let mut secure_bound = None;
         if let Some(addr) = shared.config.secure_client_addr {
-            let acceptor = tls::acceptor(&shared.config.tls).map_err(std::io::Error::other)?;
-            let listener = TcpListener::bind(addr).await?;
-            let at = listener.local_addr()?;
+            let acceptor = tls::acceptor(&shared.config.tls).map_err(StartError::Tls)?;
+            let listener = listen("TLS clients", addr.to_string()).await?;
+            let at = listener.local_addr().map_err(|e| StartError::Listen {
+                what: "TLS clients",
+                addr: addr.to_string(),
+                source: e,
+            })?;
             secure_bound = Some(at);
             tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, Some(acceptor))));
             tracing::info!(addr = %at, "serving TLS clients");
         }
         Ok(Server { shared, tasks, bound, secure_bound, consensus })
     }
+}
+
+/// Why a server did not start, as its operator needs to hear it.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration or `myid` does not describe a server this one can be.
+    Config(String),
+    /// The data directory cannot be used: a damaged or incomplete log or snapshot, or an I/O
+    /// error reading it.
+    Data(String),
+    /// An address could not be listened on (in use, not local, not permitted).
+    Listen { what: &'static str, addr: String, source: std::io::Error },
+    /// The TLS keys or certificates cannot be used.
+    Tls(String),
+    /// Consensus could not start over the recovered state.
+    Consensus(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "bad configuration: {e}"),
+            StartError::Data(e) => write!(f, "cannot use the data directory: {e}"),
+            StartError::Listen { what, addr, source } => write!(f, "cannot listen for {what} on {addr}: {source}"),
+            StartError::Tls(e) => write!(f, "cannot set up TLS: {e}"),
+            StartError::Consensus(e) => write!(f, "cannot start consensus: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Listen { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// For callers that deal in `io::Error`: a failed bind keeps its kind.
+impl From<StartError> for std::io::Error {
+    fn from(e: StartError) -> std::io::Error {
+        let kind = match &e {
+            StartError::Listen { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+async fn listen(what: &'static str, addr: String) -> Result<TcpListener, StartError> {
+    TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { what, addr, source })
 }
 
 /// `myid` decides which `server.N` line is this server; a standalone server is member 1.

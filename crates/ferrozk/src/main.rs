@@ -102,7 +102,7 @@ fn run_server(path: Option<PathBuf>) -> ExitCode {
         let server = match ServerBuilder::from_config(config).start().await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("ferrozk: cannot listen: {e}");
+                eprintln!("ferrozk: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -94,4 +94,24 @@ fn a_flipped_byte_inside_the_log_stops_the_server_naming_file_and_offset() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&seg.display().to_string()), "{err}");
     assert!(err.contains("at offset"), "{err}");
+    assert!(err.contains("ferrozk: cannot use the data directory: damaged log file"), "named as what it is: {err}");
+}
+
+/// Each reason a server does not start is reported as what it is, not as one another.
+#[test]
+fn a_port_in_use_and_a_bad_config_are_reported_as_such() {
+    let d = dir("reasons");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(config(&d, p)).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("ferrozk: cannot listen for clients on 127.0.0.1:{p}: ")), "{err}");
+    let bad = d.join("bad.cfg");
+    std::fs::write(&bad, format!("tickTime=2000\ndataDir={}\nclientPort=x\n", d.join("data").display())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrozk")).arg("server").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.cfg:3: invalid value 'x' for clientPort"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
 }
