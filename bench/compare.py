@@ -2,9 +2,8 @@
 table in bench/README.md."""
 import datetime, json, multiprocessing, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FERROZK = os.environ.get("FERROZK_BIN", os.path.join(ROOT, "target/release/ferrozk"))
-ZK_CP = "/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/*"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import FERROZK, ROOT, cpu_seconds, free_port, mntr, rss_mb, ruok, start, write_cfg  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 # The create workload makes this many znodes (no warm-up), not as many as fit in SECONDS: the
 # servers then hold the same tree, so that their memory is compared on the same data (a
@@ -20,34 +19,14 @@ LABELS = {"lock": f"lock hand-offs, {LOCKERS} contenders in one process",
           "lock-procs": f"lock hand-offs, {LOCKERS} processes x 1 contender",
           "watch": f"watch fan-out to {WATCHERS} watchers (rounds)",
           "create-1x1": "create, 1 session x 1 in flight"}
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def ruok(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"ruok"); return s.recv(4) == b"imok"
-    except OSError:
-        return False
 
 
 class Server:
     def __init__(self, kind, jvm_opts=()):
         self.kind, self.dir, self.port = kind, tempfile.mkdtemp(prefix=f"bench-{kind}-"), free_port()
         cfg = os.path.join(self.dir, "zoo.cfg")
-        with open(cfg, "w") as f:
-            f.write(f"tickTime=2000\ndataDir={self.dir}/data\nclientPort={self.port}\nclientPortAddress=127.0.0.1\n"
-                    "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n")
-        log = open(os.path.join(self.dir, "server.log"), "w")
-        if kind == "ferrozk":
-            cmd = [FERROZK, "server", cfg]
-        else:
-            cmd = ["java", *jvm_opts, "-cp", ZK_CP, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-        self.p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        write_cfg(cfg, f"{self.dir}/data", self.port)
+        self.p = start(kind, cfg, os.path.join(self.dir, "server.log"), jvm_opts)
         deadline = time.time() + 60
         while not ruok(self.port):
             if time.time() > deadline or self.p.poll() is not None:
@@ -55,18 +34,10 @@ class Server:
             time.sleep(0.1)
 
     def cpu_seconds(self):
-        # user + system, its own and its reaped children's: ferrozk writes snapshots from a
-        # forked child, ZooKeeper from a thread.
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / TICKS
+        return cpu_seconds(self.p.pid)
 
     def peak_rss_mb(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.p.pid)
 
     def stop(self):
         self.p.send_signal(signal.SIGTERM)
@@ -81,16 +52,6 @@ def bench_cmd(server, workload, sessions, inflight, root, count=None):
     length = ["--count", str(count), "--no-warmup"] if count else ["--duration", str(SECONDS)]
     return [FERROZK, "bench", "--servers", f"127.0.0.1:{server.port}", "--workload", workload,
             "--sessions", str(sessions), "--inflight", str(inflight), *length, "--json", "--root", root]
-
-
-def mntr(port):
-    """`mntr` as a dict of its tab-separated lines."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"mntr")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return dict(line.split("\t", 1) for line in out.decode().splitlines() if "\t" in line)
 
 
 def znode_count(port):

@@ -11,35 +11,17 @@ same client, same run, fsync on, the same zoo.cfg (tickTime=2000, initLimit=10, 
 Writes bench/results/ensemble-<date>.json and the table between the ENSEMBLE markers of
 bench/README.md.  Usage: bash bench/ensemble.sh   (BENCH_SECONDS, FAILOVERS)
 """
-import datetime, json, logging, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import datetime, json, logging, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FERROZK = os.environ.get("FERROZK_BIN", os.path.join(ROOT, "target/release/ferrozk"))
-ZK_CP = "/usr/share/java/zookeeper.jar:/usr/share/java/zookeeper-jute.jar:/usr/share/java/*"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import FERROZK, ROOT, cpu_seconds, free_port, rss_mb, start, write_cfg  # noqa: E402
+from benchlib import four_letter as four  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 FAILOVERS = int(os.environ.get("FAILOVERS", "3"))
 WORKLOADS = ["create", "set", "get", "mixed"]
 # create makes this many znodes (no warm-up) rather than running SECONDS, so that both
 # ensembles hold the same tree when their memory is compared (see compare.py).
 CREATE_COUNT = int(os.environ.get("BENCH_ENSEMBLE_CREATE_COUNT", "100000"))
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def four(port, word):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(word.encode()); out = b""
-            while True:
-                c = s.recv(4096)
-                if not c:
-                    return out.decode(errors="replace")
-                out += c
-    except OSError:
-        return ""
 
 
 class Member:
@@ -48,20 +30,13 @@ class Member:
         os.makedirs(os.path.join(self.dir, "data"))
         open(os.path.join(self.dir, "data", "myid"), "w").write(f"{sid}\n")
         self.port = ports[sid][0]
-        with open(os.path.join(self.dir, "zoo.cfg"), "w") as f:
-            f.write(f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={self.dir}/data\nclientPort={self.port}\n"
-                    "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n")
-            for i, (_, q, e) in sorted(ports.items()):
-                f.write(f"server.{i}=127.0.0.1:{q}:{e}\n")
+        servers = "".join(f"server.{i}=127.0.0.1:{q}:{e}\n" for i, (_, q, e) in sorted(ports.items()))
+        write_cfg(os.path.join(self.dir, "zoo.cfg"), f"{self.dir}/data", self.port, "initLimit=10\nsyncLimit=5\n" + servers)
         self.p = None
         self.cpu_done = 0.0
 
     def start(self):
-        cfg = os.path.join(self.dir, "zoo.cfg")
-        log = open(os.path.join(self.dir, "server.log"), "a")
-        cmd = [FERROZK, "server", cfg] if self.kind == "ferrozk" else \
-            ["java", "-cp", ZK_CP, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-        self.p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.p = start(self.kind, os.path.join(self.dir, "zoo.cfg"), os.path.join(self.dir, "server.log"))
 
     def mode(self):
         for l in four(self.port, "srvr").splitlines():
@@ -69,17 +44,10 @@ class Member:
                 return l.split(":")[1].strip()
 
     def cpu(self):
-        # user + system, its own and its reaped children's: ferrozk writes snapshots from a
-        # forked child, ZooKeeper from a thread.
-        with open(f"/proc/{self.p.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / TICKS
+        return cpu_seconds(self.p.pid)
 
     def rss_mb(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        return rss_mb(self.p.pid)
 
     def kill(self):
         self.p.kill(); self.p.wait()

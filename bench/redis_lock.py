@@ -12,11 +12,11 @@ how many of them were hand-offs to another process (redis-py's lock is not fair:
 often takes it again before a waiter's next retry), acquire latency (asking until holding),
 and mutual-exclusion violations (a shared counter in the critical section; must be 0).
 """
-import argparse, json, multiprocessing as mp, os, shutil, socket, statistics, subprocess, tempfile, time
+import argparse, json, multiprocessing as mp, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402
 
 
 def start_redis():

@@ -7,7 +7,7 @@ the ferrozk/ZooKeeper ratios."""
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import FERROZK, ZK_CP, free_port, mntr, ruok  # noqa: E402
+from benchlib import FERROZK, free_port, mntr, rss_mb, ruok, start as start_server, write_cfg  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_RESTART_N", "1000000"))
 SESSIONS = 8
@@ -15,21 +15,8 @@ SESSIONS = 8
 
 def start(kind, d, port):
     cfg = os.path.join(d, "zoo.cfg")
-    with open(cfg, "w") as f:
-        f.write(f"tickTime=2000\ndataDir={d}/data\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
-                "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n")
-    log = open(os.path.join(d, "server.log"), "a")
-    cmd = [FERROZK, "server", cfg] if kind == "ferrozk" else \
-        ["java", "-cp", ZK_CP, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-
-
-def rss_mb(pid, key="VmHWM"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    write_cfg(cfg, f"{d}/data", port)
+    return start_server(kind, cfg, os.path.join(d, "server.log"))
 
 
 def last_node(port):

@@ -6,7 +6,7 @@ python3 bench/snapshot_latency.py [N] [RATE]   (defaults 1,000,000 and 4,000 wri
 import json, os, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import FERROZK, free_port, ruok  # noqa: E402
+from benchlib import FERROZK, free_port, ruok  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 RATE = int(sys.argv[2]) if len(sys.argv) > 2 else 4000

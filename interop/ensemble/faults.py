@@ -55,29 +55,8 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 
-HOST = "127.0.0.1"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def four_letter(port, word, timeout=2.0):
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.sendall(word.encode())
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            return out.decode(errors="replace")
-    except OSError:
-        return ""
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from ensemble import HOST, REPO, four_letter, free_port  # noqa: E402
 
 
 def log(msg):
