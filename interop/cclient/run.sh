@@ -46,51 +46,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for ((p = PORT_LO; p <= PORT_HI; p++)); do port_busy "$p" || { echo "$p"; return 0; }; done
-  echo "no free port in $PORT_LO..$PORT_HI" >&2; return 1
-}
-four_letter() { # port word
-  ( exec 3<>"/dev/tcp/127.0.0.1/$1" && printf '%s' "$2" >&3 && timeout 3 cat <&3 ) 2>/dev/null || true
-}
+# shellcheck source=../lib/standalone.sh
+source "$ROOT/interop/lib/standalone.sh"
 
-PORT="$(free_port)"
-mkdir -p "$WORK/data"
-cat >"$WORK/zoo.cfg" <<CFG
-tickTime=2000
-dataDir=$WORK/data
-clientPort=$PORT
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=*
-extendedTypesEnabled=true
-CFG
+PORT="$(free_port "$PORT_LO")"
 echo "== $BACKEND server on 127.0.0.1:$PORT"
-if [ "$BACKEND" = apache ]; then
-  java -cp "$ZK_CP" -Dzookeeper.extendedTypesEnabled=true \
-    org.apache.zookeeper.server.quorum.QuorumPeerMain "$WORK/zoo.cfg" >"$WORK/server.log" 2>&1 &
-else
-  "$FERROZK_BIN" server "$WORK/zoo.cfg" >"$WORK/server.log" 2>&1 &
-fi
-SERVER_PID=$!
-up=0
-for ((i = 0; i < 300; i++)); do
-  if [ "$(four_letter "$PORT" ruok)" = imok ]; then up=1; break; fi
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.2
-done
-if [ "$up" != 1 ]; then
-  echo "$BACKEND server on port $PORT did not answer ruok with imok; its log:" >&2
-  tail -n 40 "$WORK/server.log" >&2
-  exit 1
-fi
+start_server server "$BACKEND" "$PORT"
 
 rc=0
 python3 "$HERE/cclient_test.py" "127.0.0.1:$PORT" || rc=$?
 if [ "$rc" != 0 ]; then
   ZK_KEEP=1
-  echo "cclient: FAILED against $BACKEND (server log: $WORK/server.log)"
+  echo "cclient: FAILED against $BACKEND (server log: $WORK/server/server.log)"
 fi
 exit "$rc"

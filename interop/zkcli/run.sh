@@ -48,58 +48,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for ((p = $1; p <= PORT_HI; p++)); do port_busy "$p" || { echo "$p"; return 0; }; done
-  echo "no free port in $1..$PORT_HI" >&2; return 1
-}
-four_letter() { # port word
-  ( exec 3<>"/dev/tcp/127.0.0.1/$1" && printf '%s' "$2" >&3 && timeout 3 cat <&3 ) 2>/dev/null || true
-}
-
-# start_server NAME KIND PORT: a fresh server with its own dataDir under $WORK/NAME
-start_server() {
-  local name=$1 kind=$2 port=$3 dir="$WORK/$1"
-  mkdir -p "$dir/data"
-  cat >"$dir/zoo.cfg" <<CFG
-tickTime=2000
-dataDir=$dir/data
-clientPort=$port
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=*
-extendedTypesEnabled=true
-enforceQuota=true
-CFG
-  if [ "$kind" = apache ]; then
-    java -cp "$ZK_CP" -Dzookeeper.extendedTypesEnabled=true \
-      org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-  else
-    "$FERROZK_BIN" server "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-  fi
-  SERVER_PID=$!
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if [ "$(four_letter "$port" ruok)" = imok ]; then return 0; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-    sleep 0.2
-  done
-  echo "$kind server on port $port did not answer ruok with imok; its log:" >&2
-  tail -n 40 "$dir/server.log" >&2
-  return 1
-}
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
+# shellcheck source=../lib/standalone.sh
+source "$ROOT/interop/lib/standalone.sh"
 
 # transcript NAME KIND PORT: run script.zk on a fresh server, leave $WORK/NAME.txt (normalised)
 transcript() {
   local name=$1 kind=$2 port=$3 rc=0
   echo "== $name: $kind server on 127.0.0.1:$port"
-  start_server "$name" "$kind" "$port"
+  start_server "$name" "$kind" "$port" enforceQuota=true
   CLIENT_JVMFLAGS="${CLIENT_JVMFLAGS:--XX:TieredStopAtLevel=1 -Xmx256m}" ZKCLI="$ZKCLI_SH" \
     python3 "$HERE/zkcli_driver.py" run "127.0.0.1:$port" "$HERE/script.zk" "$WORK/$name.raw" || rc=$?
   stop_server

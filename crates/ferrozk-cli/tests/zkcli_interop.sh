@@ -51,58 +51,15 @@ trap cleanup EXIT
 printf '#!/bin/sh\nexec "%s" cli "$@"\n' "$FERROZK_BIN" >"$WORK/ferrozk-zkcli"
 chmod +x "$WORK/ferrozk-zkcli"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for ((p = $1; p <= PORT_HI; p++)); do port_busy "$p" || { echo "$p"; return 0; }; done
-  echo "no free port in $1..$PORT_HI" >&2; return 1
-}
-four_letter() {
-  ( exec 3<>"/dev/tcp/127.0.0.1/$1" && printf '%s' "$2" >&3 && timeout 3 cat <&3 ) 2>/dev/null || true
-}
-
-start_server() { # NAME KIND PORT
-  local name=$1 kind=$2 port=$3 dir="$WORK/$1"
-  mkdir -p "$dir/data"
-  cat >"$dir/zoo.cfg" <<CFG
-tickTime=2000
-dataDir=$dir/data
-clientPort=$port
-clientPortAddress=127.0.0.1
-admin.enableServer=false
-4lw.commands.whitelist=*
-extendedTypesEnabled=true
-enforceQuota=true
-CFG
-  if [ "$kind" = apache ]; then
-    java -cp "$ZK_CP" -Dzookeeper.extendedTypesEnabled=true \
-      org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-  else
-    "$FERROZK_BIN" server "$dir/zoo.cfg" >"$dir/server.log" 2>&1 &
-  fi
-  SERVER_PID=$!
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if [ "$(four_letter "$port" ruok)" = imok ]; then return 0; fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-    sleep 0.2
-  done
-  echo "$kind server on port $port did not answer ruok; its log:" >&2
-  tail -n 40 "$dir/server.log" >&2
-  return 1
-}
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
+# shellcheck source=../../../interop/lib/standalone.sh
+source "$ROOT/interop/lib/standalone.sh"
 
 # run_one NAME BACKEND PORT CLIENT SCRIPT EXPECTED: a fresh server, the script, the comparison
 passed=0 failed=0
 run_one() {
   local name=$1 backend=$2 port=$3 client=$4 script=$5 expected=$6 rc=0
   echo "== $name: $(basename "$script") against $backend on 127.0.0.1:$port"
-  start_server "$name" "$backend" "$port"
+  start_server "$name" "$backend" "$port" enforceQuota=true
   ZKCLI="$client" python3 "$ZKDIR/zkcli_driver.py" run "127.0.0.1:$port" "$script" "$WORK/$name.raw" || rc=$?
   stop_server
   python3 "$ZKDIR/zkcli_driver.py" normalize "$WORK/$name.raw" >"$WORK/$name.txt"

@@ -77,10 +77,10 @@ fn the_log_is_purged_up_to_the_snapshot_before_the_newest() {
     let snaps = wait_for_snapshots(&s.data_dir, 2);
     // The purge point is a log id (term, node, index as bincode writes them): log index i is
     // record i + 1, which names the snapshot holding it.
-    let purged_file = s.data_dir.join("raft").join("purged");
+    let raft_dir = s.data_dir.join("raft");
     let deadline = Instant::now() + Duration::from_secs(20);
     let purged = loop {
-        if let Ok(b) = std::fs::read(&purged_file) {
+        if let Ok(Some(b)) = ferrozk_storage::small::read(&raft_dir, "purged") {
             if b.len() == 24 {
                 break u64::from_le_bytes(b[16..24].try_into().unwrap()) + 1;
             }

@@ -1,6 +1,30 @@
-//! ferrozk's on-disk transaction log.
+//! ferrozk's on-disk transaction log, and the map of everything ferrozk keeps on disk.
 //!
-//! # Files
+//! # The data directory
+//!
+//! Every file a server writes, under `dataDir` (and `dataLogDir` for the log, when set):
+//!
+//! | path | what | format |
+//! |---|---|---|
+//! | `myid` | this member's id (`server.N`), written by the operator as for ZooKeeper | decimal text |
+//! | `wal/<20 digits>.wal` (in `dataLogDir` if set) | the log: consensus's entries, each a batch of writes | below |
+//! | `snapshots/snapshot.<20 digits>` | the tree as of a log record, plus consensus's metadata | [`snap`] |
+//! | `snapshots/*.tmp` | a snapshot being written (removed or renamed when it is done) | [`snap`] |
+//! | `raft/vote` | the term and vote this member last granted (fsynced before it answers) | [`small`] |
+//! | `raft/committed` | how far the log was known committed: a lower bound for the replay at start | [`small`] |
+//! | `raft/purged` | the last log entry dropped by a purge (fsynced before segments go) | [`small`] |
+//!
+//! The values in the `raft/` files and the payloads of log records are consensus's own types
+//! encoded with bincode (ferrozk-server's `raft` module). Every file carries a checksum; damage
+//! anywhere but a log's torn tail stops the server with the file's name (a damaged newest
+//! snapshot falls back to the one before it).
+//!
+//! Log record `i + 1` holds consensus entry `i`; snapshots are named by the record they cover.
+//! The `k`-th write of entry `i` gets zxid `(i + 1) << 16 | k`: unique and increasing, and with
+//! 48 bits of entries it never rolls over (ZooKeeper's zxid is epoch << 32 | counter, and its
+//! counter's rollover forces an election).
+//!
+//! # Log segments
 //!
 //! The log lives in one directory as segments named `<first index, 20 digits>.wal`. A segment
 //! starts with a 16-byte header (`FZKWAL01`, then a u32 format version and a u32 of zero) and
@@ -10,7 +34,8 @@
 //! u32 length of payload | u32 crc32 of (index, term, payload) | u64 index | u64 term | payload
 //! ```
 //!
-//! all big-endian. Indexes are consecutive across segments and equal the zxid of the entry.
+//! all big-endian. Indexes are consecutive across segments (record `i + 1` holds consensus
+//! entry `i`; see above for the zxids of its writes).
 //! `term` is the consensus term (0 for a standalone server); it is there so that replication
 //! reuses this log instead of keeping a second one. A new segment starts once the current one
 //! passes 64 MiB; the directory is fsynced after a segment is created or removed. A segment is
@@ -27,6 +52,7 @@
 //! offset, so a damaged log is never served. [`Wal::append`] writes records, [`Wal::sync`]
 //! makes everything appended durable (one `fdatasync` for a whole batch: group commit).
 
+pub mod small;
 pub mod snap;
 
 use std::fs::{self, File, OpenOptions};

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,28 +235,16 @@ fn read_err(e: impl std::fmt::Display) -> SErr {
     StorageIOError::read(&io::Error::other(e.to_string())).into()
 }
 
-/// Reads and writes a small file atomically (tmp, fsync, rename, directory fsync).
+/// Consensus's small state files (vote, commit and purge points), checksummed by
+/// `ferrozk_storage::small`.
 fn write_small(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, dir.join(name))?;
-    if durable {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    ferrozk_storage::small::write(dir, name, bytes, durable)
 }
 
 fn read_small<T: for<'a> Deserialize<'a>>(dir: &Path, name: &str) -> Result<Option<T>, String> {
-    match std::fs::read(dir.join(name)) {
-        Ok(b) => bincode::deserialize(&b).map(Some).map_err(|e| format!("{}: {e}", dir.join(name).display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", dir.join(name).display())),
+    match ferrozk_storage::small::read(dir, name)? {
+        Some(b) => bincode::deserialize(&b).map(Some).map_err(|e| format!("{}: {e}", dir.join(name).display())),
+        None => Ok(None),
     }
 }
 
