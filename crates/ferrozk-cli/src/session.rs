@@ -8,6 +8,10 @@
 //! One task owns the socket and the watch table; the [`Zk`] handle sends it requests. Events are
 //! handed to the [`EventSink`] by that task, in the order the server sent them and before the
 //! reply to any later request is delivered.
+//!
+//! Over 800 lines because it is a second client connection (handshake, frames, xids, pings,
+//! reconnect and setWatches) beside ferrozk-client's; it is to become a delivery mode of that
+//! client's connection core, and then go.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,8 @@
 //! zkCli's main loop (`ZooKeeperMain`) and its commands (`org.apache.zookeeper.cli.*`): which
 //! stream each line goes to, the messages, the exit codes.
+//!
+//! Over 800 lines on purpose: one short function per zkCli command, in zkCli's order, so that a
+//! command's output can be checked against its Java class side by side.
 
 use std::collections::HashMap;
 use std::io::Write;

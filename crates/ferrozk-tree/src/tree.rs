@@ -1,4 +1,8 @@
 //! The data tree and its one deterministic state transition, `apply`.
+//!
+//! Over 800 lines on purpose: `apply` is the transition every member must compute alike from
+//! the same log (invariant 2 of DESIGN.md), and each of its operations reads best beside the
+//! structures and checks it uses; split, the ZooKeeper rule behind a line would be a file away.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
