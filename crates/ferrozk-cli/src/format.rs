@@ -1,8 +1,6 @@
 //! How zkCli prints things: Stat blocks, Java `Date.toString`, ACL ids, permission strings,
 //! quota records (`StatsTrack`), hex dumps, and the client-side path check with its messages.
 
-use std::collections::BTreeMap;
-
 use ferrozk_proto::{Id, Stat};
 
 /// The eleven `name = value` lines zkCli prints for a Stat.
@@ -159,55 +157,7 @@ pub fn java_sort(v: &mut [String]) {
     v.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
 }
 
-/// The quota record kept in `zookeeper_limits` and `zookeeper_stats` (`StatsTrack`): `count` and
-/// `bytes` first, the other keys after an extra `=`, sorted, separated by `;`.
-#[derive(Debug, Clone, Default)]
-pub struct StatsTrack {
-    stats: BTreeMap<String, i64>,
-}
-
-impl StatsTrack {
-    pub const COUNT: &'static str = "count";
-    pub const BYTES: &'static str = "bytes";
-    pub const COUNT_HARD: &'static str = "countHardLimit";
-    pub const BYTES_HARD: &'static str = "byteHardLimit";
-
-    pub fn parse(s: &str) -> Result<StatsTrack, String> {
-        let mut stats = BTreeMap::new();
-        for pair in s.split([',', ';']).filter(|p| !p.is_empty()) {
-            let mut kv = pair.split('=');
-            let k = kv.next().unwrap_or("");
-            let v = kv.next().unwrap_or("");
-            let v = if v.is_empty() { "-1" } else { v };
-            let n = v.parse::<i64>().map_err(|_| format!("For input string: \"{v}\""))?;
-            stats.insert(k.to_string(), n);
-        }
-        Ok(StatsTrack { stats })
-    }
-
-    pub fn get(&self, key: &str) -> i64 {
-        self.stats.get(key).copied().unwrap_or(-1)
-    }
-
-    pub fn set(&mut self, key: &str, v: i64) {
-        self.stats.insert(key.to_string(), v);
-    }
-}
-
-impl std::fmt::Display for StatsTrack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "count={},bytes={}", self.get(Self::COUNT), self.get(Self::BYTES))?;
-        let rest: Vec<_> = self.stats.iter().filter(|(k, _)| *k != Self::COUNT && *k != Self::BYTES).collect();
-        if !rest.is_empty() {
-            f.write_str("=")?;
-            // BTreeMap order is String order; Java sorts with compareTo: the same for ASCII keys.
-            for (k, v) in rest {
-                write!(f, ";{k}={v}")?;
-            }
-        }
-        Ok(())
-    }
-}
+pub use ferrozk_proto::StatsTrack;
 
 /// Netty's `ByteBufUtil.prettyHexDump`, which `get -x` prints.
 pub fn hex_dump(data: &[u8]) -> String {

@@ -108,10 +108,7 @@ pub fn creator_all_acl() -> Vec<Acl> {
 
 /// The `digest` scheme's id for `user:password`.
 pub fn digest_id(user: &str, password: &str) -> String {
-    use base64::Engine;
-    use sha1::Digest;
-    let hash = sha1::Sha1::digest(format!("{user}:{password}").as_bytes());
-    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+    ferrozk_proto::auth::digest(&format!("{user}:{password}"))
 }
 
 /// One operation of a [`Client::multi`].

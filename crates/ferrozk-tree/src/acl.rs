@@ -1,9 +1,7 @@
 //! ACL evaluation and the built-in authentication schemes (world, auth, digest, ip, super).
 
-use base64::Engine;
 use ferrozk_proto::codes::perms;
 use ferrozk_proto::{Acl, ErrorCode, Id};
-use sha1::{Digest, Sha1};
 
 pub fn id(scheme: &str, id: &str) -> Id {
     Id { scheme: scheme.to_string(), id: id.to_string() }
@@ -19,12 +17,7 @@ pub fn read_acl() -> Vec<Acl> {
     vec![Acl { perms: perms::READ, id: id("world", "anyone") }]
 }
 
-/// `user:base64(sha1("user:password"))`, the digest scheme's stored form.
-pub fn digest(user_password: &str) -> String {
-    let user = user_password.split(':').next().unwrap_or("");
-    let hash = Sha1::digest(user_password.as_bytes());
-    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
-}
+pub use ferrozk_proto::auth::digest;
 
 /// Whether `scheme` has a server-side provider here (`ProviderRegistry`); `x509` only where TLS
 /// clients are served.

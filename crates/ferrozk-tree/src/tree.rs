@@ -12,10 +12,11 @@ use ferrozk_proto::{Acl, CreateMode, ErrorCode, Id, OpResult, Stat};
 
 use crate::acl;
 use crate::path;
-use crate::quota::{self, StatsTrack};
+use crate::quota;
 use crate::store::{Node, NodeRef, Store, ROOT};
 use crate::txn::{Txn, TxnOp};
 use crate::watch::ChangeKind;
+use ferrozk_proto::StatsTrack;
 
 /// `ephemeralOwner` of a container (`Long.MIN_VALUE`).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -776,10 +777,10 @@ impl DataTree {
             self.save(&sp);
         }
         let node = self.store.get(id);
-        let mut st = StatsTrack::parse(node.data());
+        let mut st = StatsTrack::parse_lenient(node.data());
         usage(&mut st);
         let (stat, acl) = (node.persisted(), node.acl_id());
-        self.store.set_parts(id, &stat, Some(st.to_text().as_bytes()), acl);
+        self.store.set_parts(id, &stat, Some(st.to_string().as_bytes()), acl);
     }
 
     fn update_quota_stat(&mut self, prefix: &str, bytes_diff: i64, count_diff: i64) {
@@ -812,14 +813,14 @@ impl DataTree {
         let Some(prefix) = self.max_quota_prefix(p) else { return Ok(()) };
         let bytes_diff = new_len - old_len.unwrap_or(0);
         let Some(limit_node) = self.node(&quota::limit_path(&prefix)) else { return Ok(()) };
-        let limits = StatsTrack::parse(limit_node.data());
+        let limits = StatsTrack::parse_lenient(limit_node.data());
         let check_count = count_diff != 0 && (limits.count() > -1 || limits.get("countHardLimit") > -1);
         let check_bytes = bytes_diff != 0 && (limits.bytes() > -1 || limits.get("byteHardLimit") > -1);
         if !check_count && !check_bytes {
             return Ok(());
         }
         let Some(stat_node) = self.node(&quota::stat_path(&prefix)) else { return Ok(()) };
-        let current = StatsTrack::parse(stat_node.data());
+        let current = StatsTrack::parse_lenient(stat_node.data());
         if check_count && limits.get("countHardLimit") > -1 && current.count() + count_diff > limits.get("countHardLimit") {
             return Err(ErrorCode::QuotaExceeded);
         }

@@ -31,7 +31,12 @@ fn config_text(m: &Membership<u64, ZkNode>) -> String {
 /// there), or a membership that a reconfig changed without publishing it (its leader removed
 /// itself, or failed in between).
 pub(super) async fn publish_config(shared: Arc<Shared>, raft: Raft) {
-    tokio::time::sleep(Duration::from_millis(timing(&shared.config).1)).await;
+    // A quorum round that also waits until this leader has applied its predecessors' entries
+    // (openraft's read index includes the leader's first entry of its term).
+    let wait = Duration::from_millis(timing(&shared.config).1 * 4);
+    if !matches!(tokio::time::timeout(wait, raft.ensure_linearizable()).await, Ok(Ok(_))) {
+        return;
+    }
     // Not halfway through a reconfig: that one publishes its own result.
     if !shared.is_leader() || shared.reconfig_in_progress.load(Ordering::Acquire) {
         return;
