@@ -2,12 +2,13 @@
 //! (path syntax, TTL range, empty ACL) and its errors: a [`KeeperError`] carrying the client path,
 //! or an `IllegalArgumentException` message.
 
+use ferrozk_client::raw::Registration;
 use ferrozk_proto::codes::{op, CreateMode};
 use ferrozk_proto::jute::write_java_utf8;
 use ferrozk_proto::*;
 
 use crate::format::{validate_create_path, validate_path};
-use crate::session::{KeeperError, Reg, Zk};
+use crate::session::{KeeperError, Zk};
 
 /// What a `ZooKeeper` call can throw.
 #[derive(Debug, Clone)]
@@ -73,7 +74,13 @@ fn write_opt_string(out: &mut Vec<u8>, s: &Option<String>) {
 }
 
 impl Zk {
-    async fn ok(&self, opcode: i32, body: Vec<u8>, reg: Option<Reg>, path: Option<&str>) -> Result<Vec<u8>, KeeperError> {
+    async fn ok(
+        &self,
+        opcode: i32,
+        body: Vec<u8>,
+        reg: Option<Registration>,
+        path: Option<&str>,
+    ) -> Result<Vec<u8>, KeeperError> {
         let (err, body) = self.call(opcode, body, reg).await;
         if err != 0 {
             return Err(KeeperError { code: err, path: path.map(String::from) });
@@ -125,7 +132,7 @@ impl Zk {
 
     pub async fn exists(&self, path: &str, watch: bool) -> ZkResult<Option<Stat>> {
         illegal(validate_path(path))?;
-        let reg = watch.then(|| Reg::Exists(path.to_string()));
+        let reg = watch.then(|| Registration::Exists(self.server_path(path)));
         let req = ExistsRequest { path: self.server_path(path), watch };
         let (err, body) = self.call(op::EXISTS, bytes(&req), reg).await;
         if err == ErrorCode::NoNode.code() {
@@ -139,7 +146,7 @@ impl Zk {
 
     pub async fn get_data(&self, path: &str, watch: bool) -> ZkResult<(Option<Vec<u8>>, Stat)> {
         illegal(validate_path(path))?;
-        let reg = watch.then(|| Reg::Data(path.to_string()));
+        let reg = watch.then(|| Registration::Data(self.server_path(path)));
         let req = GetDataRequest { path: self.server_path(path), watch };
         let r: GetDataResponse = decode(&self.ok(op::GET_DATA, bytes(&req), reg, Some(path)).await?)?;
         Ok((r.data, r.stat))
@@ -154,7 +161,7 @@ impl Zk {
     /// getChildren2: the children in the server's order, and the Stat.
     pub async fn get_children(&self, path: &str, watch: bool) -> ZkResult<(Vec<String>, Stat)> {
         illegal(validate_path(path))?;
-        let reg = watch.then(|| Reg::Child(path.to_string()));
+        let reg = watch.then(|| Registration::Child(self.server_path(path)));
         let req = GetChildren2Request { path: self.server_path(path), watch };
         let r: GetChildren2Response = decode(&self.ok(op::GET_CHILDREN2, bytes(&req), reg, Some(path)).await?)?;
         Ok((r.children, r.stat))
@@ -219,8 +226,11 @@ impl Zk {
 
     pub async fn add_watch(&self, path: &str, recursive: bool) -> ZkResult<()> {
         illegal(validate_path(path))?;
-        let (mode, reg) =
-            if recursive { (1, Reg::PersistentRecursive(path.to_string())) } else { (0, Reg::Persistent(path.to_string())) };
+        let (mode, reg) = if recursive {
+            (1, Registration::PersistentRecursive(self.server_path(path)))
+        } else {
+            (0, Registration::Persistent(self.server_path(path)))
+        };
         let req = AddWatchRequest { path: self.server_path(path), mode };
         self.ok(op::ADD_WATCH, bytes(&req), Some(reg), Some(path)).await?;
         Ok(())
@@ -230,7 +240,7 @@ impl Zk {
     pub async fn remove_all_watches(&self, path: &str, wtype: i32, local: bool) -> ZkResult<()> {
         illegal(validate_path(path))?;
         let req = RemoveWatchesRequest { path: self.server_path(path), watch_type: wtype };
-        let reg = Reg::Remove { path: path.to_string(), wtype, local };
+        let reg = Registration::Remove { path: self.server_path(path), watcher_type: wtype, local };
         self.ok(op::REMOVE_WATCHES, bytes(&req), Some(reg), Some(path)).await?;
         Ok(())
     }
@@ -243,7 +253,7 @@ impl Zk {
     /// getConfig: the data of /zookeeper/config (never chrooted).
     pub async fn get_config(&self, watch: bool) -> ZkResult<(Option<Vec<u8>>, Stat)> {
         const CONFIG: &str = "/zookeeper/config";
-        let reg = watch.then(|| Reg::Data(CONFIG.to_string()));
+        let reg = watch.then(|| Registration::Data(CONFIG.to_string()));
         let req = GetDataRequest { path: CONFIG.to_string(), watch };
         let r: GetDataResponse = decode(&self.ok(op::GET_DATA, bytes(&req), reg, Some(CONFIG)).await?)?;
         Ok((r.data, r.stat))

@@ -19,8 +19,10 @@
 //! events fire on re-attach). Errors are ZooKeeper's own codes ([`ErrorCode`]).
 
 mod connection;
+pub mod raw;
 pub mod recipes;
 mod retry;
+mod watches;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,8 +36,9 @@ use ferrozk_proto::*;
 pub use ferrozk_proto::{Acl, CreateMode, ErrorCode, Id, OpResult, Stat};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use connection::{Call, Cmd, Connection, Settings, WatchKind, Watcher};
+use connection::{Connection, Handle, Settings};
 pub use retry::{is_retryable, RetryPolicy, Retrying};
+use watches::{WatchKind, WatchOp, Watcher};
 
 /// The state of the session, as `Watcher.Event.KeeperState` describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,22 +160,18 @@ impl ClientBuilder {
 
     pub async fn connect(self) -> Result<Client, ErrorCode> {
         let (hosts, chroot) = parse_connect_string(&self.connect_string)?;
-        let (state_tx, state_rx) = watch::channel(SessionState::Connecting);
-        let (info_tx, info_rx) = watch::channel((0i64, Vec::new(), 0i32));
-        let mut conn = Connection::new(
-            Settings {
-                hosts,
-                chroot: chroot.clone(),
-                timeout_ms: self.session_timeout.as_millis() as i32,
-                read_only: self.read_only,
-            },
-            state_tx,
-            info_tx,
-        );
+        let (mut conn, handle, cmds) = Connection::new(Settings {
+            hosts: hosts.iter().map(|a| (a.ip().to_string(), a.port())).collect(),
+            chroot: chroot.clone(),
+            timeout_ms: self.session_timeout.as_millis() as i32,
+            read_only: self.read_only,
+            default_watcher: None,
+            close_on_drop: true,
+            reconnect_pause: Duration::from_millis(300),
+        });
         let stream = conn.first_connect().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(conn.run(Some(stream), rx));
-        let client = Client { tx, chroot, state: state_rx, info: info_rx, retry: self.retry };
+        tokio::spawn(conn.run(Some(stream), cmds));
+        let client = Client { handle, chroot, retry: self.retry };
         for (scheme, auth) in self.auth {
             client.add_auth(&scheme, &auth).await?;
         }
@@ -228,10 +227,8 @@ pub fn parse_connect_string(s: &str) -> Result<(Vec<SocketAddr>, String), ErrorC
 /// [`Client::close`] is called.
 #[derive(Clone)]
 pub struct Client {
-    tx: mpsc::UnboundedSender<Cmd>,
+    handle: Handle,
     chroot: String,
-    state: watch::Receiver<SessionState>,
-    info: watch::Receiver<(i64, Vec<u8>, i32)>,
     retry: RetryPolicy,
 }
 
@@ -256,16 +253,16 @@ impl Client {
     }
 
     pub fn session_id(&self) -> i64 {
-        self.info.borrow().0
+        self.handle.info().0
     }
 
     /// The timeout the server granted, in milliseconds.
     pub fn session_timeout_ms(&self) -> i32 {
-        self.info.borrow().2
+        self.handle.info().2
     }
 
     pub fn state(&self) -> SessionState {
-        *self.state.borrow()
+        self.handle.state()
     }
 
     /// The state as kazoo's listeners name it: connected, suspended (between servers, the
@@ -280,7 +277,7 @@ impl Client {
 
     /// Session state changes, newest first seen.
     pub fn state_events(&self) -> watch::Receiver<SessionState> {
-        self.state.clone()
+        self.handle.state_events()
     }
 
     fn server_path(&self, path: &str) -> String {
@@ -308,21 +305,14 @@ impl Client {
         &self,
         opcode: i32,
         body: &(dyn Encode + Sync),
-        watch: Option<(WatchKind, String, Watcher)>,
+        watch: Option<WatchOp>,
     ) -> Result<(ReplyHeader, Vec<u8>), ErrorCode> {
         let mut buf = Vec::new();
         body.encode(&mut buf);
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Cmd::Call(Call { opcode, body: buf, watch, reply })).map_err(|_| ErrorCode::SessionExpired)?;
-        rx.await.map_err(|_| ErrorCode::ConnectionLoss)?
+        self.handle.call(opcode, buf, watch).await
     }
 
-    async fn ok_call(
-        &self,
-        opcode: i32,
-        body: &(dyn Encode + Sync),
-        watch: Option<(WatchKind, String, Watcher)>,
-    ) -> Result<Vec<u8>, ErrorCode> {
+    async fn ok_call(&self, opcode: i32, body: &(dyn Encode + Sync), watch: Option<WatchOp>) -> Result<Vec<u8>, ErrorCode> {
         let (h, body) = self.call(opcode, body, watch).await?;
         if h.err != 0 {
             return Err(ErrorCode::from_code(h.err).unwrap_or(ErrorCode::SystemError));
@@ -372,11 +362,11 @@ impl Client {
     /// exists, leaving a watch for the node's creation, change or deletion.
     pub async fn exists_w(&self, path: &str) -> Result<(Option<Stat>, OneshotWatch), ErrorCode> {
         let (tx, rx) = oneshot::channel();
-        let w = Some((WatchKind::Exists, self.server_path(path), Watcher::Once(tx)));
+        let w = Some(WatchOp::Add(WatchKind::Exists, self.server_path(path), Watcher::Once(tx)));
         Ok((self.exists_inner(path, w).await?, OneshotWatch(rx)))
     }
 
-    async fn exists_inner(&self, path: &str, w: Option<(WatchKind, String, Watcher)>) -> Result<Option<Stat>, ErrorCode> {
+    async fn exists_inner(&self, path: &str, w: Option<WatchOp>) -> Result<Option<Stat>, ErrorCode> {
         let watch = w.is_some();
         let (h, body) = self.call(op::EXISTS, &ExistsRequest { path: self.server_path(path), watch }, w).await?;
         match h.err {
@@ -396,7 +386,7 @@ impl Client {
     pub async fn get_data_w(&self, path: &str) -> Result<((Vec<u8>, Stat), OneshotWatch), ErrorCode> {
         let (tx, rx) = oneshot::channel();
         let sp = self.server_path(path);
-        let w = Some((WatchKind::Data, sp.clone(), Watcher::Once(tx)));
+        let w = Some(WatchOp::Add(WatchKind::Data, sp.clone(), Watcher::Once(tx)));
         let body = self.ok_call(op::GET_DATA, &GetDataRequest { path: sp, watch: true }, w).await?;
         let r: GetDataResponse = decode(&body)?;
         Ok(((r.data.unwrap_or_default(), r.stat), OneshotWatch(rx)))
@@ -421,7 +411,7 @@ impl Client {
     pub async fn get_children_w(&self, path: &str) -> Result<((Vec<String>, Stat), OneshotWatch), ErrorCode> {
         let (tx, rx) = oneshot::channel();
         let sp = self.server_path(path);
-        let w = Some((WatchKind::Child, sp.clone(), Watcher::Once(tx)));
+        let w = Some(WatchOp::Add(WatchKind::Child, sp.clone(), Watcher::Once(tx)));
         let body = self.ok_call(op::GET_CHILDREN2, &GetChildren2Request { path: sp, watch: true }, w).await?;
         let r: GetChildren2Response = decode(&body)?;
         let mut c = r.children;
@@ -513,11 +503,7 @@ impl Client {
 
     /// Adds an identity to the session (e.g. `digest`, `user:password`).
     pub async fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<(), ErrorCode> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::AddAuth { scheme: scheme.to_string(), auth: auth.to_vec(), reply })
-            .map_err(|_| ErrorCode::SessionExpired)?;
-        rx.await.map_err(|_| ErrorCode::ConnectionLoss)?
+        self.handle.add_auth(scheme, Some(auth.to_vec())).await
     }
 
     /// A persistent watch on `path` (and, if `recursive`, everything below it); events arrive
@@ -530,14 +516,18 @@ impl Client {
         } else {
             (WatchKind::Persistent, add_watch_mode::PERSISTENT)
         };
-        self.ok_call(op::ADD_WATCH, &AddWatchRequest { path: sp.clone(), mode }, Some((kind, sp, Watcher::Many(tx)))).await?;
+        self.ok_call(op::ADD_WATCH, &AddWatchRequest { path: sp.clone(), mode }, Some(WatchOp::Add(kind, sp, Watcher::Many(tx))))
+            .await?;
         Ok(rx)
     }
 
-    /// removeWatches of one [`watcher_type`] on `path` for this session.
+    /// removeWatches of one [`watcher_type`] on `path` for this session: the watches go on the
+    /// server and here, and their watchers hear a "watch removed" event (`NoWatcher` if this
+    /// client has none of that type there).
     pub async fn remove_watches(&self, path: &str, watcher_type: i32) -> Result<(), ErrorCode> {
-        self.ok_call(op::REMOVE_WATCHES, &RemoveWatchesRequest { path: self.server_path(path), watch_type: watcher_type }, None)
-            .await?;
+        let sp = self.server_path(path);
+        let remove = WatchOp::Remove { path: sp.clone(), watcher_type, local: false };
+        self.ok_call(op::REMOVE_WATCHES, &RemoveWatchesRequest { path: sp, watch_type: watcher_type }, Some(remove)).await?;
         Ok(())
     }
 
@@ -569,15 +559,12 @@ impl Client {
 
     /// Closes the session: its ephemerals go, its watches end.
     pub async fn close(self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Close(tx)).is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-        }
+        self.handle.close(Duration::from_secs(5)).await;
     }
 
     /// Waits until the session state is `want` (or the session ends).
     pub async fn wait_for(&self, want: SessionState) -> SessionState {
-        let mut rx = self.state.clone();
+        let mut rx = self.handle.state_events();
         loop {
             let s = *rx.borrow_and_update();
             if s == want || matches!(s, SessionState::Expired | SessionState::Closed | SessionState::AuthFailed) {

@@ -105,3 +105,71 @@ async fn the_session_survives_a_server_restart_and_its_watches_are_restored() {
     assert_eq!(ev.event_type, event::NODE_DATA_CHANGED);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn removing_watches_tells_their_watchers_and_says_when_there_are_none() {
+    let s = server("remove-watches").await;
+    let zk = Client::connect(&s.connect_string()).await.unwrap();
+    zk.create("/r", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    let (_, data_watch) = zk.get_data_w("/r").await.unwrap();
+    let (_, child_watch) = zk.get_children_w("/r").await.unwrap();
+    zk.remove_watches("/r", watcher_type::DATA).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), data_watch).await.unwrap().unwrap();
+    assert_eq!((ev.event_type, ev.path.as_str()), (event::DATA_WATCH_REMOVED, "/r"));
+    assert_eq!(zk.remove_watches("/r", watcher_type::DATA).await, Err(ErrorCode::NoWatcher));
+    // The child watch stayed, here and on the server.
+    zk.create("/r/c", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), child_watch).await.unwrap().unwrap();
+    assert_eq!(ev.event_type, event::NODE_CHILDREN_CHANGED);
+    zk.close().await;
+    s.shutdown().await;
+}
+
+/// The Java client's delivery on the same core: one default watcher, which hears an event once
+/// however many of its watches match, hears state changes, and gets paths without the chroot.
+#[tokio::test]
+async fn the_default_watcher_hears_each_event_once_and_every_state_change() {
+    use ferrozk_client::raw::{RawOptions, RawSession, Registration};
+    use ferrozk_proto::{codes::op, jute, AddWatchRequest, ExistsRequest, GetDataRequest};
+    use std::sync::{Arc, Mutex};
+
+    let s = server("default-watcher").await;
+    let zk = Client::connect(&s.connect_string()).await.unwrap();
+    zk.create("/chroot", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    zk.create("/chroot/n", b"", open_acl(), CreateMode::Persistent).await.unwrap();
+    let heard: Arc<Mutex<Vec<WatchedEvent>>> = Arc::default();
+    let sink = heard.clone();
+    let port = s.connect_string().rsplit(':').next().unwrap().parse().unwrap();
+    let raw = RawSession::start(RawOptions {
+        hosts: vec![("127.0.0.1".into(), port)],
+        chroot: "/chroot".into(),
+        timeout_ms: 10_000,
+        read_only: false,
+        default_watcher: Arc::new(move |ev: &WatchedEvent| sink.lock().unwrap().push(ev.clone())),
+    });
+    // Made before the connection is up: it waits for it.
+    let exists = jute::to_bytes(&ExistsRequest { path: "/chroot/n".into(), watch: true });
+    let (h, _) = raw.call(op::EXISTS, exists, Some(Registration::Exists("/chroot/n".into()))).await.unwrap();
+    assert_eq!(h.err, 0);
+    let get = jute::to_bytes(&GetDataRequest { path: "/chroot/n".into(), watch: true });
+    raw.call(op::GET_DATA, get.clone(), Some(Registration::Data("/chroot/n".into()))).await.unwrap();
+    raw.call(op::GET_DATA, get, Some(Registration::Data("/chroot/n".into()))).await.unwrap();
+    let persistent = jute::to_bytes(&AddWatchRequest { path: "/chroot/n".into(), mode: 0 });
+    raw.call(op::ADD_WATCH, persistent, Some(Registration::Persistent("/chroot/n".into()))).await.unwrap();
+    zk.set_data("/chroot/n", b"x", -1).await.unwrap();
+    // A request after the change: its reply comes after the notification.
+    raw.call(op::EXISTS, jute::to_bytes(&ExistsRequest { path: "/chroot".into(), watch: false }), None).await.unwrap();
+    raw.close().await;
+    let heard: Vec<(i32, i32, String)> = heard.lock().unwrap().iter().map(|e| (e.event_type, e.state, e.path.clone())).collect();
+    assert_eq!(
+        heard,
+        vec![
+            (event::NONE, state::SYNC_CONNECTED, String::new()),
+            (event::NODE_DATA_CHANGED, state::SYNC_CONNECTED, "/n".to_string()),
+            (event::NONE, state::CLOSED, String::new()),
+        ]
+    );
+    assert_eq!(raw.state(), SessionState::Closed);
+    zk.close().await;
+    s.shutdown().await;
+}
