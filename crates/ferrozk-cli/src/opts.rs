@@ -301,16 +301,7 @@ mod tests {
     }
 
     const SET: Spec = Spec::new(&[flag("s", "stat"), valued("v", "version"), flag("b", "base64")]);
-    const QUOTA: Spec = Spec {
-        opts: &[
-            valued("n", "num soft quota"),
-            valued("b", "bytes soft quota"),
-            valued("N", "num hard quota"),
-            valued("B", "bytes hard quota"),
-        ],
-        group: &["n", "b", "N", "B"],
-        group_required: true,
-    };
+    const QUOTA: Spec = crate::shell::SETQUOTA;
 
     #[test]
     fn options_anywhere_negative_numbers_and_values() {

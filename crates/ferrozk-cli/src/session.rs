@@ -131,15 +131,6 @@ impl std::fmt::Display for KeeperError {
     }
 }
 
-/// Watcher types of `removeWatches` (`Watcher.WatcherType`).
-pub mod wtype {
-    pub const CHILDREN: i32 = 1;
-    pub const DATA: i32 = 2;
-    pub const ANY: i32 = 3;
-    pub const PERSISTENT: i32 = 4;
-    pub const PERSISTENT_RECURSIVE: i32 = 5;
-}
-
 pub type HostAndPort = (String, u16);
 
 /// `ConnectStringParser`: hosts (port 2181 when none) and an optional chroot.

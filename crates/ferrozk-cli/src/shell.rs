@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use ferrozk_proto::codes::{perms, CreateMode};
+use ferrozk_proto::codes::{perms, watcher_type, CreateMode};
 use ferrozk_proto::{Acl, ErrorCode, Id, Stat};
 
 use crate::api::{check_ttl, ZkErr};
 use crate::format::{self, hex_dump, id_to_string, java_sort, perm_string, stat_lines, utf8, StatsTrack};
 use crate::opts::{self, flag, options_help, valued, Parsed, Spec};
-use crate::session::{wtype, EventSink, KeeperError, States, WatchedEvent, Zk};
+use crate::session::{EventSink, KeeperError, States, WatchedEvent, Zk};
 
 /// Standard output and standard error of the shell, shared with the task that prints watch
 /// events. Every line is flushed as it is written, as Java's `System.out`/`System.err` do.
@@ -318,7 +318,7 @@ const LS: Spec = Spec::new(&[flag("?", "help"), flag("s", "stat"), flag("w", "wa
 const STAT: Spec = Spec::new(&[flag("w", "watch")]);
 const GETACL: Spec = Spec::new(&[flag("s", "stats")]);
 const SETACL: Spec = Spec::new(&[flag("s", "stats"), valued("v", "version"), flag("R", "recursive")]);
-const SETQUOTA: Spec = Spec {
+pub(crate) const SETQUOTA: Spec = Spec {
     opts: &[
         valued("n", "num soft quota"),
         valued("b", "bytes soft quota"),
@@ -1031,15 +1031,15 @@ impl Shell {
             return Err(usage_err("removewatches"));
         }
         let t = if p.has("c") {
-            wtype::CHILDREN
+            watcher_type::CHILDREN
         } else if p.has("d") {
-            wtype::DATA
+            watcher_type::DATA
         } else if p.has("p") {
-            wtype::PERSISTENT
+            watcher_type::PERSISTENT
         } else if p.has("r") {
-            wtype::PERSISTENT_RECURSIVE
+            watcher_type::PERSISTENT_RECURSIVE
         } else {
-            wtype::ANY
+            watcher_type::ANY
         };
         zk.remove_all_watches(&p.args[1], t, p.has("l")).await.map_err(wrap)
     }

@@ -125,39 +125,42 @@ impl Report {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
 
-    pub fn json(&self) -> String {
-        let extra: String = self.extra.iter().map(|(k, v)| format!(",\"{k}\":{v}")).collect();
-        format!(
-            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"throughput\":{:.1},\"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3},\"mean\":{:.3}}}{extra}}}",
-            self.workload,
-            self.ops,
-            self.errors,
-            self.seconds,
-            self.throughput(),
+    /// p50, p90, p99, p99.9, max and mean latency, in milliseconds.
+    fn latencies_ms(&self) -> [f64; 6] {
+        [
             self.pct_ms(0.5),
             self.pct_ms(0.9),
             self.pct_ms(0.99),
             self.pct_ms(0.999),
             self.latency_us.max() as f64 / 1000.0,
             self.latency_us.mean() / 1000.0,
-        )
+        ]
     }
 
-    pub fn table(&self) -> String {
-        let extra: String = self.extra.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    pub fn json(&self) -> String {
+        let extra: String = self.extra.iter().map(|(k, v)| format!(",\"{k}\":{v}")).collect();
+        let [p50, p90, p99, p999, max, mean] = self.latencies_ms();
         format!(
-            "workload   ops        errors  seconds  ops/s      p50 ms   p90 ms   p99 ms   p99.9 ms  max ms\n\
-             {:<10} {:<10} {:<7} {:<8.2} {:<10.0} {:<8.3} {:<8.3} {:<8.3} {:<9.3} {:.3}\n{extra}",
+            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"throughput\":{:.1},\"latency_ms\":{{\"p50\":{p50:.3},\"p90\":{p90:.3},\"p99\":{p99:.3},\"p999\":{p999:.3},\"max\":{max:.3},\"mean\":{mean:.3}}}{extra}}}",
             self.workload,
             self.ops,
             self.errors,
             self.seconds,
             self.throughput(),
-            self.pct_ms(0.5),
-            self.pct_ms(0.9),
-            self.pct_ms(0.99),
-            self.pct_ms(0.999),
-            self.latency_us.max() as f64 / 1000.0,
+        )
+    }
+
+    pub fn table(&self) -> String {
+        let extra: String = self.extra.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        let [p50, p90, p99, p999, max, _] = self.latencies_ms();
+        format!(
+            "workload   ops        errors  seconds  ops/s      p50 ms   p90 ms   p99 ms   p99.9 ms  max ms\n\
+             {:<10} {:<10} {:<7} {:<8.2} {:<10.0} {p50:<8.3} {p90:<8.3} {p99:<8.3} {p999:<9.3} {max:.3}\n{extra}",
+            self.workload,
+            self.ops,
+            self.errors,
+            self.seconds,
+            self.throughput(),
         )
     }
 }
