@@ -19,7 +19,7 @@ mod ops;
 mod order;
 mod raft;
 mod sessions;
-pub use raft::tools;
+pub use raft::{tools, ConsensusError, RecoveryError};
 mod snapshot_child;
 mod stats;
 mod tls;
@@ -194,7 +194,7 @@ impl ServerBuilder {
         }
         let (tree, restored) = tokio::task::spawn_blocking({
             let config = config.clone();
-            move || -> Result<_, String> {
+            move || -> Result<_, raft::RecoveryError> {
                 let restored = raft::restore(&config)?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc
                 // arenas (tens of MB on a big log); hand it back before serving.
@@ -204,7 +204,7 @@ impl ServerBuilder {
             }
         })
         .await
-        .map_err(|e| StartError::Data(e.to_string()))?
+        .map_err(|e| StartError::Data(raft::RecoveryError::Thread(std::io::Error::other(e.to_string()))))?
         .map_err(StartError::Data)?;
         let listener = listen("clients", config.client_addr.to_string()).await?;
         let bound = listener.local_addr().map_err(|e| StartError::Listen {
@@ -249,13 +249,13 @@ pub enum StartError {
     Config(String),
     /// The data directory cannot be used: a damaged or incomplete log or snapshot, or an I/O
     /// error reading it.
-    Data(String),
+    Data(RecoveryError),
     /// An address could not be listened on (in use, not local, not permitted).
     Listen { what: &'static str, addr: String, source: std::io::Error },
     /// The TLS keys or certificates cannot be used.
     Tls(String),
     /// Consensus could not start over the recovered state.
-    Consensus(String),
+    Consensus(ConsensusError),
 }
 
 impl std::fmt::Display for StartError {
@@ -274,6 +274,8 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Listen { source, .. } => Some(source),
+            StartError::Data(e) => Some(e),
+            StartError::Consensus(e) => Some(e),
             _ => None,
         }
     }

@@ -94,13 +94,26 @@ impl std::fmt::Display for StorageError {
         match self {
             StorageError::Io(p, e) => write!(f, "{}: {e}", p.display()),
             StorageError::Damaged { file, offset, reason } => {
-                write!(f, "damaged log file {} at offset {offset}: {reason}", file.display())
+                // Named by what the file is: a log segment, a snapshot, or a state file.
+                let kind = match file.extension().and_then(|e| e.to_str()) {
+                    Some("wal") => "log file",
+                    _ if file.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snapshot.")) => "snapshot",
+                    _ => "file",
+                };
+                write!(f, "damaged {kind} {} at offset {offset}: {reason}", file.display())
             }
         }
     }
 }
 
-impl std::error::Error for StorageError {}
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io(_, e) => Some(e),
+            StorageError::Damaged { .. } => None,
+        }
+    }
+}
 
 pub struct Wal {
     dir: PathBuf,

@@ -12,6 +12,8 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::StorageError;
+
 const MAGIC: &[u8; 4] = b"FZKS";
 
 /// Replaces `dir/name` with `value`.
@@ -36,20 +38,20 @@ pub fn write(dir: &Path, name: &str, value: &[u8], durable: bool) -> io::Result<
 }
 
 /// The value in `dir/name` (`None`: no such file). A damaged file is an error naming it.
-pub fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, String> {
+pub fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
     let path = dir.join(name);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(StorageError::Io(path, e)),
     };
     let Some(rest) = bytes.strip_prefix(MAGIC) else { return Ok(Some(bytes)) };
     if rest.len() < 4 {
-        return Err(format!("{}: cut short ({} bytes)", path.display(), bytes.len()));
+        return Err(StorageError::Damaged { file: path, offset: 0, reason: format!("cut short ({} bytes)", bytes.len()) });
     }
     let (crc, value) = rest.split_at(4);
     if crc32fast::hash(value).to_be_bytes() != crc {
-        return Err(format!("{}: checksum mismatch", path.display()));
+        return Err(StorageError::Damaged { file: path, offset: MAGIC.len() as u64, reason: "checksum mismatch".into() });
     }
     Ok(Some(value.to_vec()))
 }
@@ -68,7 +70,12 @@ mod tests {
         let mut bytes = std::fs::read(dir.join("vote")).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         std::fs::write(dir.join("vote"), &bytes).unwrap();
-        assert!(read(&dir, "vote").unwrap_err().ends_with("vote: checksum mismatch"));
+        let err = read(&dir, "vote").unwrap_err();
+        assert!(matches!(&err, StorageError::Damaged { file, .. } if file.ends_with("vote")), "{err}");
+        assert!(
+            err.to_string().starts_with("damaged file ") && err.to_string().ends_with("vote at offset 4: checksum mismatch"),
+            "{err}"
+        );
         // Written before checksums: the bare value.
         std::fs::write(dir.join("committed"), b"\x09\x08").unwrap();
         assert_eq!(read(&dir, "committed").unwrap(), Some(b"\x09\x08".to_vec()));

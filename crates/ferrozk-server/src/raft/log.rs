@@ -194,10 +194,10 @@ impl LogFiles {
         config: &ServerConfig,
         covered: u64,
         committed_entry: &mut dyn FnMut(Entry<TypeConfig>) -> Result<(), String>,
-    ) -> Result<LogFiles, String> {
+    ) -> Result<LogFiles, RecoveryError> {
         let (wal_dir, _) = crate::core::dirs(config);
         let raft_dir = config.data_dir.join("raft");
-        std::fs::create_dir_all(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+        std::fs::create_dir_all(&raft_dir).map_err(|e| ferrozk_storage::StorageError::Io(raft_dir.clone(), e))?;
         let purged: Option<LogId<u64>> = read_small(&raft_dir, "purged")?;
         let vote: Option<Vote<u64>> = read_small(&raft_dir, "vote")?;
         let committed: Option<LogId<u64>> = read_small(&raft_dir, "committed").unwrap_or(None);
@@ -216,7 +216,7 @@ impl LogFiles {
                 last_covered.extend_from_slice(payload);
                 return Ok(());
             }
-            let e = decode_entry(payload)?;
+            let e = decode_entry(payload).map_err(|e| e.to_string())?;
             if e.log_id.index + 1 != index {
                 return Err(format!("holds entry {}", e.log_id.index));
             }
@@ -228,10 +228,14 @@ impl LogFiles {
                 entries.push_back(e);
                 Ok(())
             }
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         if last.is_none() && !last_covered.is_empty() {
-            last = Some(decode_entry(&last_covered).map_err(|e| format!("damaged log in {}: {e}", wal_dir.display()))?.log_id);
+            let damaged = |e: bincode::Error| ferrozk_storage::StorageError::Damaged {
+                file: wal_dir.clone(),
+                offset: 0,
+                reason: format!("the last record the snapshot holds: {e}"),
+            };
+            last = Some(decode_entry(&last_covered).map_err(damaged)?.log_id);
         }
         let last = last.or(purged);
         tracing::info!(records, decoded, ms = started.elapsed().as_millis() as u64, "read the log");
@@ -250,7 +254,7 @@ impl LogFiles {
 /// short queue, and those up to the saved commit point are applied to the tree as they arrive
 /// (as openraft would at start), so a long log is never held in memory whole. Entries not
 /// known committed are left to openraft.
-pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
+pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), RecoveryError> {
     let covered = LogFiles::newest_snapshot(config);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_QUEUE);
@@ -266,7 +270,13 @@ pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
             let _ = reader.join();
             // A gap is reported as such, not as the damaged record the reader would name.
             let mut gap = None;
-            let files = LogFiles::read(config, needed_from, &mut |e| recovered.replay(e).inspect_err(|m| gap = Some(m.clone())));
+            let files = LogFiles::read(config, needed_from, &mut |e| {
+                recovered.replay(e).map_err(|m| {
+                    let said = m.to_string();
+                    gap = Some(m);
+                    said
+                })
+            });
             return match gap {
                 Some(m) => Err(m),
                 None => Ok((recovered, files?)),
@@ -281,7 +291,7 @@ pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), String> {
         }
         // Stops the reader if replaying failed.
         drop(rx);
-        let files = reader.join().unwrap_or_else(|_| Err("reading the log failed".into()));
+        let files = reader.join().unwrap_or_else(|_| Err(RecoveryError::Thread(io::Error::other("the log reader panicked"))));
         replayed?;
         Ok((recovered, files?))
     })
@@ -291,7 +301,7 @@ impl LogStore {
     /// Opens the log read by [`LogFiles::read`], continuing the tree recovered at `applied`:
     /// entries after it are kept in memory, older ones are read from the files when a lagging
     /// member needs them. Returns the store and the log thread's handle.
-    pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), String> {
+    pub fn open(files: LogFiles, applied: Option<LogId<u64>>) -> Result<(LogStore, std::thread::JoinHandle<()>), RecoveryError> {
         let LogFiles { wal_dir, raft_dir, wal, mut entries, last, purged, vote, committed } = files;
         // Kept entries the snapshot holds after all (it can be newer than the saved commit
         // point, which is written without fsync).
@@ -322,7 +332,7 @@ impl LogStore {
                 let shared = shared.clone();
                 move || run_log(wal, rx, shared)
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(RecoveryError::Thread)?;
         Ok((LogStore { shared, ops: tx }, thread))
     }
 
@@ -615,7 +625,10 @@ mod tests {
         // Entries 0-4 were purged (a snapshot held them) and no snapshot is left to read.
         let config = log_on_disk("gap", 5, 10, 8, Some(4));
         match recover(&config) {
-            Err(e) => assert!(e.contains("incomplete history"), "{e}"),
+            Err(e @ RecoveryError::Gap { resumes_at: 5, tree_ends_before: 0 }) => {
+                assert!(e.to_string().contains("incomplete history"), "{e}")
+            }
+            Err(e) => panic!("named as something else: {e:?}"),
             Ok((r, _)) => panic!("recovered a tree at {:?} from a log missing entries 0-4", r.applied()),
         }
         std::fs::remove_dir_all(&config.data_dir).unwrap();

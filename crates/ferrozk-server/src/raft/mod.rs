@@ -52,6 +52,7 @@ use crate::config::ServerConfig;
 use crate::core::Shared;
 use crate::snapshot_child::SnapshotChild;
 
+mod error;
 mod leadership;
 mod log;
 mod membership;
@@ -68,6 +69,7 @@ use proposer::*;
 use state_machine::*;
 
 // What the rest of the server uses besides [`Consensus`] and [`restore`].
+pub use error::{ConsensusError, RecoveryError};
 pub use leadership::timing;
 pub use membership::{prepare_reconfig, ReconfigPlan};
 pub use proposer::Outbound;
@@ -241,16 +243,20 @@ fn write_small(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Resul
     ferrozk_storage::small::write(dir, name, bytes, durable)
 }
 
-fn read_small<T: for<'a> Deserialize<'a>>(dir: &Path, name: &str) -> Result<Option<T>, String> {
+fn read_small<T: for<'a> Deserialize<'a>>(dir: &Path, name: &str) -> Result<Option<T>, ferrozk_storage::StorageError> {
     match ferrozk_storage::small::read(dir, name)? {
-        Some(b) => bincode::deserialize(&b).map(Some).map_err(|e| format!("{}: {e}", dir.join(name).display())),
+        Some(b) => bincode::deserialize(&b).map(Some).map_err(|e| ferrozk_storage::StorageError::Damaged {
+            file: dir.join(name),
+            offset: 0,
+            reason: e.to_string(),
+        }),
         None => Ok(None),
     }
 }
 
 /// Decodes one log record's payload.
-pub fn decode_entry(payload: &[u8]) -> Result<Entry<TypeConfig>, String> {
-    bincode::deserialize(payload).map_err(|e| e.to_string())
+pub fn decode_entry(payload: &[u8]) -> Result<Entry<TypeConfig>, bincode::Error> {
+    bincode::deserialize(payload)
 }
 
 /// What consensus starts from besides the tree: the log, whose thread is running, and where
@@ -263,7 +269,7 @@ pub struct Restored {
 
 /// Reads the data directory: the tree (newest snapshot plus the committed log) and the rest
 /// of the log. Blocking: call it off the async runtime.
-pub fn restore(config: &ServerConfig) -> Result<(DataTree, Restored), String> {
+pub fn restore(config: &ServerConfig) -> Result<(DataTree, Restored), RecoveryError> {
     let (mut recovered, files) = recover(config)?;
     let (log, log_thread) = LogStore::open(files, recovered.applied())?;
     let tree = std::mem::replace(&mut recovered.tree, crate::core::new_tree(config));
@@ -287,7 +293,7 @@ impl Consensus {
         restored: Restored,
         proposals: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>,
         peers: Option<TcpListener>,
-    ) -> Result<Consensus, String> {
+    ) -> Result<Consensus, ConsensusError> {
         let Restored { recovered, log, log_thread } = restored;
         let raft = start(&shared.config, shared.clone(), log, recovered).await?;
         let mut tasks = vec![
@@ -334,24 +340,27 @@ impl Consensus {
 
 /// Starts consensus: openraft over the recovered log and tree; a new ensemble is initialised
 /// with the configured members (every member may do so with the same set).
-async fn start(config: &ServerConfig, shared: Arc<Shared>, log: LogStore, mut recovered: Recovered) -> Result<Raft, String> {
+async fn start(
+    config: &ServerConfig,
+    shared: Arc<Shared>,
+    log: LogStore,
+    mut recovered: Recovered,
+) -> Result<Raft, ConsensusError> {
     let my_id = shared.my_id;
     let purged = log.shared.cache().purged;
     if purged.is_some_and(|p| recovered.applied.map_or(true, |a| a.index < p.index)) {
-        return Err(format!(
-            "the log before index {} was purged, and no readable snapshot covers it: refusing to start on an incomplete history",
-            purged.map_or(0, |p| p.index + 1)
-        ));
+        return Err(ConsensusError::Recovery(RecoveryError::Purged { first_kept: purged.map_or(0, |p| p.index + 1) }));
     }
     let sm = StateMachine::new(shared.clone(), &log, &mut recovered);
-    let raft =
-        Raft::new(my_id, Arc::new(raft_config(config)?), Network::new(config), log, sm).await.map_err(|e| e.to_string())?;
+    let raft_err = |e: openraft::error::Fatal<u64>| ConsensusError::Raft(e.to_string());
+    let settings = raft_config(config).map_err(ConsensusError::Timing)?;
+    let raft = Raft::new(my_id, Arc::new(settings), Network::new(config), log, sm).await.map_err(raft_err)?;
     // Computed when mntr asks: the metrics change with every entry.
     let metrics = raft.metrics();
     shared.set_ensemble_stats_source(Box::new(move || ensemble_stats(&metrics.borrow(), my_id)));
     let (voters, learners) = initial_members(config, my_id);
     let solo = voters.len() == 1 && voters.contains_key(&my_id);
-    if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+    if voters.contains_key(&my_id) && !raft.is_initialized().await.map_err(raft_err)? {
         // A new ensemble: the lowest id starts it at once; the others wait to hear from it
         // and start it themselves only if it stays silent (several members initialising at
         // once would depose each other's first leader). Observers join later as learners.
@@ -381,9 +390,9 @@ async fn start(config: &ServerConfig, shared: Arc<Shared>, log: LogStore, mut re
             tokio::spawn(init);
         }
     }
-    if solo && raft.is_initialized().await.map_err(|e| e.to_string())? {
+    if solo && raft.is_initialized().await.map_err(raft_err)? {
         // A restarted standalone server need not wait out an election timeout for itself.
-        raft.trigger().elect().await.map_err(|e| e.to_string())?;
+        raft.trigger().elect().await.map_err(raft_err)?;
     }
     if !learners.is_empty() {
         tokio::spawn(add_observers(raft.clone(), learners, my_id));

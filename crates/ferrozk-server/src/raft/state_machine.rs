@@ -50,16 +50,13 @@ impl Recovered {
     /// [`RaftStateMachine::apply`] would (entries the snapshot holds are skipped). An entry
     /// that does not follow the tree's last one is an error: the entries between were purged
     /// and no snapshot that could be read holds them.
-    pub(super) fn replay(&mut self, e: Entry<TypeConfig>) -> Result<(), String> {
+    pub(super) fn replay(&mut self, e: Entry<TypeConfig>) -> Result<(), RecoveryError> {
         let next = self.applied.map_or(0, |a| a.index + 1);
         if e.log_id.index < next {
             return Ok(());
         }
         if e.log_id.index > next {
-            return Err(format!(
-                "the log resumes at entry {} but the tree recovered ends before entry {next}: the entries between were purged, and no readable snapshot holds them; refusing to start on an incomplete history",
-                e.log_id.index
-            ));
+            return Err(RecoveryError::Gap { resumes_at: e.log_id.index, tree_ends_before: next });
         }
         let index = e.log_id.index;
         match e.payload {
@@ -109,13 +106,17 @@ pub fn load_snapshot(config: &ServerConfig) -> Recovered {
 }
 
 /// A snapshot file: checked whole, then its metadata and its tree.
-pub(super) fn read_snapshot_file(config: &ServerConfig, path: &Path) -> Result<(Meta, DataTree), String> {
+pub(super) fn read_snapshot_file(config: &ServerConfig, path: &Path) -> Result<(Meta, DataTree), ferrozk_storage::StorageError> {
     let index = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix("snapshot."))
         .and_then(|n| n.parse::<u64>().ok())
-        .ok_or_else(|| format!("{}: not a snapshot file name", path.display()))?;
+        .ok_or_else(|| ferrozk_storage::StorageError::Damaged {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason: "not a snapshot file name".into(),
+        })?;
     let file = snap::SnapshotFile { index, path: path.to_path_buf() };
     let mut progress = |done: u64, total: u64| tracing::info!("loading {}: {done} of {total} nodes", path.display());
     snap::read(&file, |r| {
@@ -123,7 +124,6 @@ pub(super) fn read_snapshot_file(config: &ServerConfig, path: &Path) -> Result<(
         let tree = DataTree::read_snapshot(r, crate::core::tree_config(config), &mut progress)?;
         Ok((meta, tree))
     })
-    .map_err(|e| e.to_string())
 }
 
 fn read_meta(r: &mut dyn Read) -> Result<Meta, String> {

@@ -12,7 +12,7 @@ pub enum EntryView {
 }
 
 pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
-    let e = decode_entry(payload)?;
+    let e = decode_entry(payload).map_err(|e| e.to_string())?;
     let leader = e.log_id.leader_id.node_id;
     Ok((
         leader,
@@ -37,7 +37,7 @@ pub fn view_entry(payload: &[u8]) -> Result<(u64, EntryView), String> {
 /// Summary and tree of a snapshot file, for `ferrozk snapshot`.
 pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String> {
     let config = ServerConfig { extended_types_enabled: true, ..Default::default() };
-    let (meta, tree) = read_snapshot_file(&config, path)?;
+    let (meta, tree) = read_snapshot_file(&config, path).map_err(|e| e.to_string())?;
     let last = meta
         .last_log_id
         .map_or("none".to_string(), |l| format!("index {} term {} leader {}", l.index, l.leader_id.term, l.leader_id.node_id));
