@@ -9,7 +9,7 @@ use ferrozk_proto::frame::write_frame;
 use ferrozk_proto::{Decode, Encode, ReplyHeader, SyncResponse, WatcherEvent};
 use ferrozk_tree::{acl, Applied, Change, DataTree, Txn, TxnOp};
 
-use crate::core::{ConnId, Core, Out, Shared};
+use crate::core::{ConnId, Core, Shared};
 use crate::order::{PendingWrite, Reply};
 use crate::sessions::Tracked;
 
@@ -104,7 +104,7 @@ impl Core {
                     // A client's own close is answered first; its reply then closes it.
                     if !from_client {
                         if let Some(c) = t.owner.and_then(|o| self.conns.get(&o)) {
-                            let _ = c.out.send(Out::Close);
+                            c.out.close();
                         }
                     }
                 }
@@ -128,7 +128,7 @@ impl Core {
         let frame = notification_frame(zxid, change.kind.event_type(), &change.path);
         c.sent += 1;
         self.stats.sent += 1;
-        let _ = c.out.send(Out::Frame(frame));
+        c.out.frame(frame);
     }
 }
 
@@ -138,7 +138,7 @@ impl Shared {
     pub fn replace_tree(&self, tree: DataTree) {
         let mut core = self.lock();
         for c in core.conns.values() {
-            let _ = c.out.send(Out::Close);
+            c.out.close();
         }
         core.tree = tree;
         core.sessions.clear();

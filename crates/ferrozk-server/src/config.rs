@@ -45,6 +45,14 @@ pub struct ServerConfig {
     pub reconfig_enabled: bool,
     /// `linearizableReads`: every read waits for the leader's read index (a ferrozk extra).
     pub linearizable_reads: bool,
+    /// `globalOutstandingLimit`: client requests in flight on this server before connections
+    /// holding more than their share stop being read (0: no limit).
+    pub global_outstanding_limit: usize,
+    /// `maxCnxns`: client connections on this server at once (0: no limit).
+    pub max_cnxns: usize,
+    /// `maxClientOutputBytes` (a ferrozk key): unsent bytes (replies and notifications) a
+    /// connection may hold before it is closed; `None`: 8 x `jute.maxbuffer`.
+    pub max_client_output_bytes: Option<usize>,
     /// Keys present in the file that this version does not act on.
     pub unused_keys: Vec<String>,
 }
@@ -150,6 +158,9 @@ impl Default for ServerConfig {
             my_id: None,
             linearizable_reads: false,
             reconfig_enabled: false,
+            global_outstanding_limit: 1000,
+            max_cnxns: 0,
+            max_client_output_bytes: None,
             unused_keys: Vec::new(),
         }
     }
@@ -212,14 +223,12 @@ const KNOWN_UNUSED: &[&str] = &[
     "syncEnabled",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "globalOutstandingLimit",
     "metricsProvider.className",
     "metricsProvider.httpPort",
     "metricsProvider.httpHost",
     "metricsProvider.exportJvmInfo",
     "authProvider.1",
     "snapSizeLimitInKb",
-    "maxCnxns",
     "clientPortListenBacklog",
 ];
 
@@ -275,6 +284,15 @@ impl ServerConfig {
                 "clientPort" => client_port = Some(value.parse::<u16>().map_err(|_| bad("expected a port number"))?),
                 "clientPortAddress" => client_ip = Some(value.parse::<IpAddr>().map_err(|_| bad("expected an IP address"))?),
                 "maxClientCnxns" => c.max_client_cnxns = num(&value)? as usize,
+                "maxCnxns" => c.max_cnxns = num(&value)? as usize,
+                "globalOutstandingLimit" => c.global_outstanding_limit = num(&value)? as usize,
+                "maxClientOutputBytes" => {
+                    let v = num(&value)? as usize;
+                    if v == 0 {
+                        return Err(bad("must be positive"));
+                    }
+                    c.max_client_output_bytes = Some(v);
+                }
                 "minSessionTimeout" => c.min_session_timeout = Some(num(&value)?),
                 "maxSessionTimeout" => c.max_session_timeout = Some(num(&value)?),
                 "4lw.commands.whitelist" => {
@@ -387,6 +405,11 @@ impl ServerConfig {
             }
         }
         Ok(c)
+    }
+
+    /// Unsent bytes a client connection may hold before it is closed (`maxClientOutputBytes`).
+    pub fn client_output_limit(&self) -> usize {
+        self.max_client_output_bytes.unwrap_or(self.jute_max_buffer.saturating_mul(8))
     }
 
     /// The shortest session timeout granted: 2 ticks unless configured.

@@ -9,6 +9,7 @@
 //! change.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,9 +22,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 
-use crate::core::{ConnEntry, ConnId, Out, Shared};
+use crate::core::{ConnEntry, ConnId, Out, Outbox, Shared};
 use crate::dispatch::{dispatch, Session};
 use crate::fourlw;
+use crate::outbox::OutboxState;
 use crate::sessions::Tracked;
 use crate::stats::Latency;
 
@@ -79,10 +81,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let max = shared.config.max_client_cnxns;
+    let max_total = shared.config.max_cnxns;
     {
         let mut core = shared.lock();
+        if max_total > 0 && core.per_ip.values().sum::<usize>() >= max_total {
+            shared.limits.connection_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, max_total, "too many connections: max is {max_total} (maxCnxns)");
+            return;
+        }
         let n = core.per_ip.entry(peer.ip()).or_insert(0);
         if max > 0 && *n >= max {
+            shared.limits.connection_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, max, "too many connections from {} - max is {}", peer.ip(), max);
             return;
         }
@@ -166,6 +175,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let payload = match reader.next_frame().await {
         Ok(p) => p,
         Err(ReadError::TooLarge(n)) => {
+            shared.limits.oversized_frames.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, len = n, "Len error: closing connection");
             return None;
         }
@@ -177,7 +187,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     };
     let cfg = &shared.config;
     let timeout = (req.timeout.max(0) as u64).clamp(cfg.min_timeout(), cfg.max_timeout());
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = Outbox::new(cfg.client_output_limit(), shared.global_in_flight.clone());
     let last_zxid = shared.lock().tree.last_zxid();
     if req.last_zxid_seen > last_zxid {
         tracing::info!(
@@ -210,7 +220,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             // attempt, before the password is checked.
             if let Some(owner) = core.sessions.get(&req.session_id).and_then(|t| t.owner) {
                 if let Some(c) = core.conns.get(&owner) {
-                    let _ = c.out.send(Out::Close);
+                    c.out.close();
                 }
             }
             core.tree.session(req.session_id).map(|s| s.passwd.clone())
@@ -261,7 +271,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         };
         // A client that reconnected elsewhere (or here) takes its session with it.
         if let Some(old) = old_owner.and_then(|o| core.conns.get(&o)) {
-            let _ = old.out.send(Out::Close);
+            old.out.close();
         }
         core.conns.insert(
             conn_id,
@@ -327,19 +337,46 @@ async fn run_session<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
-    let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx));
     let Some(out) = shared.lock().conns.get(&conn_id).map(|c| c.out.clone()) else { return };
+    let outbox = out.state().clone();
+    let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+    let writer = tokio::spawn(write_loop(wr, est.out_rx, closed_tx, outbox.clone()));
     let session = Session { conn: conn_id, id: est.session, read_only: est.read_only, peer, out };
     let mut auth = Arc::new(auth);
-    loop {
+    // Reading stops well before the close limit, so that only output the client never asked
+    // for (notifications) can reach it.
+    let pause_bytes = shared.config.jute_max_buffer.min(shared.config.client_output_limit() / 2);
+    let global_limit = shared.config.global_outstanding_limit;
+    'conn: loop {
+        // Backpressure (outbox.rs): no more requests from a client that does not read its
+        // replies, or that holds more than its share of a busy server.
+        let mut counted = false;
+        while let Some(why) = outbox.must_wait(pause_bytes, global_limit) {
+            if !counted {
+                counted = true;
+                shared.limits.throttle_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(%peer, ?why, "not reading requests for now");
+            }
+            tokio::select! {
+                _ = outbox.changed() => {}
+                _ = &mut closed_rx => break 'conn,
+            }
+            if outbox.overflowed() {
+                break 'conn;
+            }
+        }
+        if outbox.overflowed() {
+            break;
+        }
         let frame = tokio::select! {
             f = reader.next_frame() => f,
             _ = &mut closed_rx => break,
+            _ = outbox.overflowed_now() => break,
         };
         let payload = match frame {
             Ok(p) => p,
             Err(ReadError::TooLarge(n)) => {
+                shared.limits.oversized_frames.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, len = n, "Len error: closing connection");
                 break;
             }
@@ -348,18 +385,40 @@ async fn run_session<R, W>(
         let at = reader.read_at;
         let mut r = Reader::new(&payload);
         let Ok(hdr) = RequestHeader::decode(&mut r) else { break };
+        outbox.request_read();
         dispatch(&shared, &session, &mut auth, hdr, r, at);
     }
     drop(session);
     drop_conn(&shared, conn_id);
+    outbox.release();
+    if outbox.overflowed() {
+        // Its client stopped reading: what is queued will not be taken, and the session
+        // stays until its timeout for a client that reconnects.
+        shared.limits.slow_consumers_closed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            %peer,
+            session = format!("0x{:x}", est.session),
+            limit = shared.config.client_output_limit(),
+            "closing a connection whose client does not read what it is sent (maxClientOutputBytes)"
+        );
+        writer.abort();
+        return;
+    }
     // Every sender of the writer's queue goes once the writes it waits for are answered or failed:
     // the writer flushes what is left and ends.
-    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
         tracing::debug!(%peer, "writer did not finish flushing; dropping the connection");
+        writer.abort();
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Out>, closed: oneshot::Sender<()>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    closed: oneshot::Sender<()>,
+    outbox: Arc<OutboxState>,
+) {
     let mut batch = Vec::new();
     let mut buf = Vec::with_capacity(8192);
     'outer: while rx.recv_many(&mut batch, 256).await > 0 {
@@ -374,8 +433,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedRec
                 }
             }
         }
-        if !buf.is_empty() && wr.write_all(&buf).await.is_err() {
-            break 'outer;
+        if !buf.is_empty() {
+            if wr.write_all(&buf).await.is_err() {
+                break 'outer;
+            }
+            outbox.written(buf.len());
         }
         if close {
             break;

@@ -30,20 +30,14 @@ use crate::stats::{EnsembleStats, Latency, Stats};
 
 pub type ConnId = u64;
 
-/// What a connection's writer task is sent.
-#[derive(Debug)]
-pub enum Out {
-    Frame(Vec<u8>),
-    /// Flush what came before, then close the connection.
-    Close,
-}
+pub use crate::outbox::{Out, Outbox};
 
 /// A client connection as the shared state sees it.
 pub struct ConnEntry {
     pub peer: SocketAddr,
     pub session: i64,
     pub auth: Vec<Id>,
-    pub out: mpsc::UnboundedSender<Out>,
+    pub out: Outbox,
     pub established: SystemTime,
     pub received: u64,
     pub sent: u64,
@@ -103,6 +97,9 @@ pub struct Shared {
     pub snapshot_writing: tokio::sync::watch::Sender<bool>,
     pub(crate) ensemble_stats: std::sync::OnceLock<Box<dyn Fn() -> EnsembleStats + Send + Sync>>,
     next_conn: AtomicU64,
+    /// Client requests read and not yet answered, over all connections (`globalOutstandingLimit`).
+    pub global_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub limits: crate::stats::LimitCounters,
 }
 
 pub fn wall_ms() -> i64 {
@@ -138,6 +135,8 @@ impl Shared {
             snapshot_writing: tokio::sync::watch::channel(false).0,
             ensemble_stats: std::sync::OnceLock::new(),
             next_conn: AtomicU64::new(1),
+            global_in_flight: Arc::default(),
+            limits: Default::default(),
         });
         {
             let mut core = shared.lock();
@@ -202,7 +201,7 @@ impl Shared {
         let ids: Vec<ConnId> = core.conns.iter().filter(|(_, c)| !now || c.read_only).map(|(id, _)| *id).collect();
         for id in ids {
             if let Some(c) = core.conns.get(&id) {
-                let _ = c.out.send(Out::Close);
+                c.out.close();
             }
         }
         core.sessions.retain(|_, t| !t.local);

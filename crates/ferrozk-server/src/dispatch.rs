@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use ferrozk_proto::*;
 use ferrozk_tree::{acl, Txn, TxnOp};
-use tokio::sync::mpsc;
 
-use crate::core::{wall_ms, ConnId, Out, Shared};
+use crate::core::{wall_ms, ConnId, Outbox, Shared};
 use crate::ops::{self, reply_frame, write_txn};
 use crate::order::{Reply, ReplyTo, Waiting};
 
@@ -24,7 +23,7 @@ pub struct Session {
     /// Served by a member cut off from the quorum: writes and syncs are refused.
     pub read_only: bool,
     pub peer: SocketAddr,
-    pub out: mpsc::UnboundedSender<Out>,
+    pub out: Outbox,
 }
 
 /// Routes one request of session `s`, read at `at`; `auth` is the connection's identities,

@@ -226,7 +226,7 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
     let _ = writeln!(s, "Received: {}", core.stats.received);
     let _ = writeln!(s, "Sent: {}", core.stats.sent);
     let _ = writeln!(s, "Connections: {}", core.conns.len());
-    let _ = writeln!(s, "Outstanding: {}", core.stats.outstanding);
+    let _ = writeln!(s, "Outstanding: {}", shared.global_in_flight.load(std::sync::atomic::Ordering::Relaxed));
     let _ = writeln!(s, "Zxid: 0x{:x}", core.tree.last_zxid());
     let _ = writeln!(s, "Mode: {}", mode(shared));
     // ZooKeeper's count includes the root twice ("" and "/" are both keys of its map).
@@ -280,6 +280,10 @@ fn envi(_shared: &Shared) -> String {
     )
 }
 
+fn counted(c: &std::sync::atomic::AtomicU64) -> String {
+    c.load(std::sync::atomic::Ordering::Relaxed).to_string()
+}
+
 fn mntr(shared: &Shared) -> String {
     let core = shared.lock();
     let l = core.stats.latency;
@@ -289,7 +293,7 @@ fn mntr(shared: &Shared) -> String {
         ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
         ("zk_num_alive_connections", core.conns.len().to_string()),
         ("zk_avg_latency", format!("{:.1}", l.avg())),
-        ("zk_outstanding_requests", core.stats.outstanding.to_string()),
+        ("zk_outstanding_requests", shared.global_in_flight.load(std::sync::atomic::Ordering::Relaxed).to_string()),
         ("zk_znode_count", (core.tree.node_count() + 1).to_string()),
         ("zk_global_sessions", core.sessions.len().to_string()),
         ("zk_packets_sent", core.stats.sent.to_string()),
@@ -300,6 +304,11 @@ fn mntr(shared: &Shared) -> String {
         ("zk_approximate_data_size", core.tree.approximate_data_size().to_string()),
         ("zk_uptime", shared.now().to_string()),
         ("zk_local_sessions", core.sessions.values().filter(|t| t.local).count().to_string()),
+        // Limits hit (outbox.rs): ZooKeeper's names where it has the same count.
+        ("zk_request_throttle_wait_count", counted(&shared.limits.throttle_waits)),
+        ("zk_connection_rejected", counted(&shared.limits.connection_rejected)),
+        ("zk_slow_consumer_connections_closed", counted(&shared.limits.slow_consumers_closed)),
+        ("zk_large_requests_rejected", counted(&shared.limits.oversized_frames)),
     ];
     let mut rows = rows;
     if shared.ensemble {

@@ -17,6 +17,7 @@ mod dispatch;
 pub mod fourlw;
 mod ops;
 mod order;
+mod outbox;
 mod raft;
 mod sessions;
 pub use raft::{tools, ConsensusError, RecoveryError};
@@ -409,7 +410,7 @@ impl Server {
         {
             let core = self.shared.lock();
             for c in core.conns.values() {
-                let _ = c.out.send(core::Out::Close);
+                c.out.close();
             }
         }
         for t in self.tasks.drain(..) {

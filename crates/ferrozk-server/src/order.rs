@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use ferrozk_proto::{Encode, Id};
 use ferrozk_tree::{Applied, Txn, TxnOp};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::core::{wall_ms, ConnId, Core, Out, Shared};
+use crate::core::{wall_ms, ConnId, Core, Outbox, Shared};
 use crate::raft::{Command, Outbound};
 
 pub(crate) struct PendingWrite {
@@ -50,21 +50,22 @@ pub enum Waiting {
 /// Where the answer to a client's request goes: its connection, in the session's order.
 pub struct ReplyTo {
     pub conn: ConnId,
-    pub out: mpsc::UnboundedSender<Out>,
+    pub out: Outbox,
     pub xid: i32,
     pub opcode: i32,
     pub at: Instant,
 }
 
 impl ReplyTo {
-    /// Sends the frame (and a close, if asked) and counts the reply.
+    /// Sends the frame (and a close, if asked) and counts the reply; the request no longer
+    /// counts as in flight.
     pub(crate) fn send(self, core: &mut Core, frame: Option<Vec<u8>>, close: bool) {
-        if let Some(f) = frame {
-            let _ = self.out.send(Out::Frame(f));
+        if frame.is_some() {
             core.count_reply(self.conn, Some(self.at), self.opcode, self.xid);
         }
+        self.out.reply(frame);
         if close {
-            let _ = self.out.send(Out::Close);
+            self.out.close();
         }
     }
 }
@@ -221,7 +222,7 @@ impl Shared {
                 if let Some(c) = w.reply.conn() {
                     core.backlog.remove(&c);
                     if let Some(e) = core.conns.get(&c) {
-                        let _ = e.out.send(Out::Close);
+                        e.out.close();
                     }
                 }
             }
@@ -249,7 +250,7 @@ impl Core {
             Waiting::Read { req, session, auth, reply } => {
                 let (pre, frame) = crate::ops::answer_read(self, reply.conn, session, &auth, reply.xid, &req);
                 for f in pre {
-                    let _ = reply.out.send(Out::Frame(f));
+                    reply.out.frame(f);
                 }
                 reply.send(self, Some(frame), false);
             }

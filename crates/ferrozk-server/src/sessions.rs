@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferrozk_tree::TxnOp;
 
-use crate::core::{wall_ms, ConnId, Core, Out, Shared};
+use crate::core::{wall_ms, ConnId, Core, Shared};
 use crate::raft::Outbound;
 
 /// A live session on this server: when it expires and which connection holds it.
@@ -171,7 +171,7 @@ fn expire_local_sessions(shared: &Shared, now: u64) {
     for (id, owner) in expired {
         core.sessions.remove(&id);
         if let Some(c) = owner.and_then(|o| core.conns.get(&o)) {
-            let _ = c.out.send(Out::Close);
+            c.out.close();
         }
     }
 }

@@ -37,7 +37,20 @@ pub struct Stats {
     pub received: u64,
     pub sent: u64,
     pub latency: Latency,
-    pub outstanding: i64,
+}
+
+/// Limits hit, for mntr: counted where they are hit, outside the core lock.
+#[derive(Default)]
+pub struct LimitCounters {
+    /// Times a connection stopped reading requests (its output unread, or more than its share
+    /// of `globalOutstandingLimit`): ZooKeeper's `request_throttle_wait_count`.
+    pub throttle_waits: std::sync::atomic::AtomicU64,
+    /// Connections refused by `maxClientCnxns` or `maxCnxns`: ZooKeeper's `connection_rejected`.
+    pub connection_rejected: std::sync::atomic::AtomicU64,
+    /// Connections closed because their client did not read (`maxClientOutputBytes`).
+    pub slow_consumers_closed: std::sync::atomic::AtomicU64,
+    /// Frames over `jute.maxbuffer`, each closing its connection.
+    pub oversized_frames: std::sync::atomic::AtomicU64,
 }
 
 /// The leader's view of its members, for mntr (kept current by the consensus module).
