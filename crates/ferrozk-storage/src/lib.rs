@@ -52,8 +52,11 @@
 //! offset, so a damaged log is never served. [`Wal::append`] writes records, [`Wal::sync`]
 //! makes everything appended durable (one `fdatasync` for a whole batch: group commit).
 
+mod error;
 pub mod small;
 pub mod snap;
+
+pub use error::StorageError;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -80,39 +83,6 @@ pub struct Record {
     pub index: u64,
     pub term: u64,
     pub payload: Vec<u8>,
-}
-
-/// Why the log cannot be opened: it names the file and the offset of the damage.
-#[derive(Debug)]
-pub enum StorageError {
-    Io(PathBuf, io::Error),
-    Damaged { file: PathBuf, offset: u64, reason: String },
-}
-
-impl std::fmt::Display for StorageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageError::Io(p, e) => write!(f, "{}: {e}", p.display()),
-            StorageError::Damaged { file, offset, reason } => {
-                // Named by what the file is: a log segment, a snapshot, or a state file.
-                let kind = match file.extension().and_then(|e| e.to_str()) {
-                    Some("wal") => "log file",
-                    _ if file.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snapshot.")) => "snapshot",
-                    _ => "file",
-                };
-                write!(f, "damaged {kind} {} at offset {offset}: {reason}", file.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for StorageError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StorageError::Io(_, e) => Some(e),
-            StorageError::Damaged { .. } => None,
-        }
-    }
 }
 
 pub struct Wal {
