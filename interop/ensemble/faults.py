@@ -9,7 +9,15 @@ link looks). Meanwhile kazoo clients, each connected to all members, run:
 - versioned counter increments (get, then set with the version read) on one counter;
 - sequential creates, each carrying a unique token;
 - kazoo Locks on one path, each holder checking that no other holder is inside;
-- write-then-sync-then-read probes across two members.
+- write-then-sync-then-read probes across two members;
+- with `--flood`, two raw-protocol flooders (`flood_worker`) pipelining 1 KB setData on /flood
+  as fast as a member takes them, one reading its replies and one never reading, which must
+  not starve the clients above (issue 15). With the release build this passes on 3 and 5
+  members (FERROZK_BIN=target/release/ferrozk faults.py --flood: 360k and 415k flood writes
+  beside the checks, 2026-12-07). On the debug build that run.sh uses, the members churn
+  through elections: openraft 0.9 gives an AppendEntries exactly one heartbeat interval
+  (83 ms at tick 500), and decoding 1 MB of batched writes in a debug build on a saturated
+  2-core machine takes longer; so run.sh does not flood yet.
 
 and the fault loop kills members (SIGKILL, the leader as often as not), pauses them
 (SIGSTOP/SIGCONT) or cuts them off, one fault at a time, healing each after a while.
@@ -219,6 +227,7 @@ class Results(object):
         self.sync_checks = 0
         self.failures = []
         self.ops = 0
+        self.flood_sent = 0          # setData requests the flooders sent
 
     def fail(self, msg):
         with self.lock:
@@ -371,6 +380,52 @@ def sync_worker(members, res, stop, chroot=""):
                     pass
 
 
+def flood_worker(members, res, stop, read_replies):
+    """Pipelines 1 KB setData on /flood, 100 per burst, as fast as a member takes them; with
+    `read_replies` False it never reads. Moves to the next member when its connection ends."""
+    import struct
+
+    def frame(b):
+        return struct.pack(">i", len(b)) + b
+
+    connect = frame(struct.pack(">iqiq", 0, 0, 6000, 0) + struct.pack(">i", 16) + b"\0" * 16)
+    path = b"/flood"
+    req = frame(struct.pack(">ii", 1, 5) + struct.pack(">i", len(path)) + path + struct.pack(">i", 1024) + b"f" * 1024
+                + struct.pack(">i", -1))
+    burst = req * 100
+    i = 0
+    while not stop.is_set():
+        m = members[i % len(members)]
+        i += 1
+        try:
+            s = socket.create_connection((HOST, m.client_port), timeout=2)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        try:
+            s.sendall(connect)
+            if not s.recv(64):
+                raise OSError("refused")
+            s.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    s.sendall(burst)
+                    with res.lock:
+                        res.flood_sent += 100
+                except socket.timeout:
+                    pass
+                if read_replies:
+                    try:
+                        if not s.recv(1 << 20):
+                            break
+                    except socket.timeout:
+                        pass
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            s.close()
+
+
 def leader_of(members):
     for m in members:
         if m.proc and not m.paused and m.mode() == "leader":
@@ -414,6 +469,7 @@ def run(args):
         setup.ensure_path("/seq")
         setup.create("/counter", b"0")
         setup.create("/probe", b"0")
+        setup.create("/flood", b"")
         setup.stop()
         setup.close()
         for i in range(3):
@@ -423,6 +479,8 @@ def run(args):
         for i in range(3):
             threads.append(threading.Thread(target=lock_worker, args=(hosts, res, stop, i)))
         threads.append(threading.Thread(target=sync_worker, args=(members, res, stop)))
+        for reads in (True, False) if args.flood else ():
+            threads.append(threading.Thread(target=flood_worker, args=(members, res, stop, reads)))
         for t in threads:
             t.start()
         end = time.monotonic() + args.seconds
@@ -551,6 +609,7 @@ def main():
     ap.add_argument("--tick", type=int, default=500)
     ap.add_argument("--backend", default="ferrozk", choices=["ferrozk", "zookeeper"])
     ap.add_argument("--keep", action="store_true", help="keep the members' directories")
+    ap.add_argument("--flood", action="store_true", help="add two clients flooding writes (one never reads)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 30)
@@ -559,9 +618,9 @@ def main():
     res, faults, root = run(args)
     log("faults: %s" % ", ".join("%s=%d" % kv for kv in sorted(faults.items())))
     log("acknowledged: %d sequential creates (%d unknown), %d counter increments (%d unknown), "
-        "%d lock holds, %d sync+read checks"
+        "%d lock holds, %d sync+read checks; the flooders sent %d writes"
         % (len(res.seq_acked), res.seq_unknown, len(res.counter_acked), res.counter_unknown,
-           len(res.lock_intervals), res.sync_checks))
+           len(res.lock_intervals), res.sync_checks, res.flood_sent))
     if not res.seq_acked or not res.counter_acked or not res.lock_intervals or not res.sync_checks:
         res.fail("a workload made no progress at all")
     if res.failures:
