@@ -86,13 +86,17 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, tls
         let mut core = shared.lock();
         if max_total > 0 && core.per_ip.values().sum::<usize>() >= max_total {
             shared.limits.connection_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, max_total, "too many connections: max is {max_total} (maxCnxns)");
+            if let Some(hits) = shared.limits.rejected_warning.hit(shared.now()) {
+                tracing::warn!(%peer, max_total, hits, "too many connections: max is {max_total} (maxCnxns)");
+            }
             return;
         }
         let n = core.per_ip.entry(peer.ip()).or_insert(0);
         if max > 0 && *n >= max {
             shared.limits.connection_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, max, "too many connections from {} - max is {}", peer.ip(), max);
+            if let Some(hits) = shared.limits.rejected_warning.hit(shared.now()) {
+                tracing::warn!(%peer, max, hits, "too many connections from {} - max is {}", peer.ip(), max);
+            }
             return;
         }
         *n += 1;
@@ -176,7 +180,9 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         Ok(p) => p,
         Err(ReadError::TooLarge(n)) => {
             shared.limits.oversized_frames.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, len = n, "Len error: closing connection");
+            if let Some(hits) = shared.limits.oversized_warning.hit(shared.now()) {
+                tracing::warn!(%peer, len = n, hits, "Len error: closing connection");
+            }
             return None;
         }
         Err(_) => return None,
@@ -210,6 +216,9 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     } else if req.session_id == 0 {
         let id = shared.lock().new_session_id();
         let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+        // Session creations in flight count against globalOutstandingLimit like requests: a
+        // storm of new connections waits here rather than queueing writes without end.
+        let _creating = shared.session_creations.acquire().await.ok()?;
         let rx = shared.propose(id, Vec::new(), TxnOp::CreateSession { timeout: timeout as i32, passwd: passwd.clone() });
         rx.await.ok()?;
         (id, passwd)
@@ -377,7 +386,9 @@ async fn run_session<R, W>(
             Ok(p) => p,
             Err(ReadError::TooLarge(n)) => {
                 shared.limits.oversized_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, len = n, "Len error: closing connection");
+                if let Some(hits) = shared.limits.oversized_warning.hit(shared.now()) {
+                    tracing::warn!(%peer, len = n, hits, "Len error: closing connection");
+                }
                 break;
             }
             Err(_) => break,

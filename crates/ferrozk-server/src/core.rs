@@ -100,6 +100,8 @@ pub struct Shared {
     /// Client requests read and not yet answered, over all connections (`globalOutstandingLimit`).
     pub global_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub limits: crate::stats::LimitCounters,
+    /// Sessions being created at once: at most `globalOutstandingLimit`.
+    pub session_creations: tokio::sync::Semaphore,
 }
 
 pub fn wall_ms() -> i64 {
@@ -115,6 +117,7 @@ impl Shared {
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Option<Outbound>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let ensemble = config.members.len() > 1;
+        let global_limit = config.global_outstanding_limit;
         // Session ids carry the server id in their top byte, as ZooKeeper's do (0 standalone).
         let sid = if ensemble { my_id } else { 0 };
         let shared = Arc::new(Shared {
@@ -137,6 +140,10 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             global_in_flight: Arc::default(),
             limits: Default::default(),
+            session_creations: tokio::sync::Semaphore::new(match global_limit {
+                0 => tokio::sync::Semaphore::MAX_PERMITS,
+                n => n,
+            }),
         });
         {
             let mut core = shared.lock();

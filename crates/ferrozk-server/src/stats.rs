@@ -51,6 +51,32 @@ pub struct LimitCounters {
     pub slow_consumers_closed: std::sync::atomic::AtomicU64,
     /// Frames over `jute.maxbuffer`, each closing its connection.
     pub oversized_frames: std::sync::atomic::AtomicU64,
+    pub rejected_warning: RateLimitedWarning,
+    pub oversized_warning: RateLimitedWarning,
+}
+
+/// A warning said at most once a second: a client looping on a limit must not flood the log.
+/// The count says how many hits the second held.
+#[derive(Default)]
+pub struct RateLimitedWarning {
+    /// The second (since the server started) of the last warning, plus one (0: never).
+    last_second: std::sync::atomic::AtomicU64,
+    hits: std::sync::atomic::AtomicU64,
+}
+
+impl RateLimitedWarning {
+    /// Counts a hit; `Some(hits since the last warning)` when a warning is due now.
+    pub fn hit(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let hits = self.hits.fetch_add(1, Relaxed) + 1;
+        let second = now_ms / 1000 + 1;
+        let last = self.last_second.load(Relaxed);
+        if last != second && self.last_second.compare_exchange(last, second, Relaxed, Relaxed).is_ok() {
+            self.hits.fetch_sub(hits, Relaxed);
+            return Some(hits);
+        }
+        None
+    }
 }
 
 /// The leader's view of its members, for mntr (kept current by the consensus module).
@@ -100,5 +126,21 @@ impl Shared {
 
     pub fn set_ensemble_stats_source(&self, stats: Box<dyn Fn() -> EnsembleStats + Send + Sync>) {
         let _ = self.ensemble_stats.set(stats);
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::RateLimitedWarning;
+
+    #[test]
+    fn a_warning_is_said_once_a_second_with_the_hits_it_stood_for() {
+        let w = RateLimitedWarning::default();
+        assert_eq!(w.hit(10), Some(1), "the first hit is told");
+        assert_eq!(w.hit(20), None);
+        assert_eq!(w.hit(999), None);
+        assert_eq!(w.hit(1000), Some(3), "the next second tells the two held back and itself");
+        assert_eq!(w.hit(1500), None);
+        assert_eq!(w.hit(5000), Some(2));
     }
 }
