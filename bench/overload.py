@@ -7,16 +7,23 @@ and Apache ZooKeeper 3.8.0 in turn, standalone, same machine, same run, raw ZooK
             connection that holds 20,000 data watches and a persistent recursive watch on the
             flooded nodes' parent (so every flood write notifies it) and never reads.
 
-Reports per server: writes answered to the flooders, the server's peak RSS (VmHWM), the
-bystander's rounds, p50/p99/max round latency, and whether its session survived.
+With `--members 3` each server runs as a 3-member ensemble (bench/ensemble.py's): the
+flooders and the non-reading connections are spread over the members, the watcher and the
+bystander use a follower.
 
-  python3 bench/overload.py            # 20 s per scenario
+Reports per server: writes answered to the flooders, the server's peak RSS (VmHWM; on an
+ensemble the largest member's and the sum), the bystander's rounds, p50/p99/max round latency,
+and whether its session survived.
+
+  python3 bench/overload.py                 # standalone, 20 s per scenario
+  python3 bench/overload.py --members 3     # 3-member ensembles
   OVERLOAD_SECONDS=10 python3 bench/overload.py
 """
-import json, multiprocessing as mp, os, shutil, socket, statistics, struct, sys, tempfile, time
+import argparse, json, multiprocessing as mp, os, shutil, socket, statistics, struct, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, mntr, rss_mb, ruok, start as start_server, write_cfg  # noqa: E402
+from ensemble import Ensemble  # noqa: E402
 
 SECONDS = float(os.environ.get("OVERLOAD_SECONDS", "20"))
 FLOODERS, PROCS, DEPTH = 50, 4, 2000
@@ -222,37 +229,82 @@ def setup(port, abusive):
     return watcher
 
 
-def scenario(kind, abusive):
-    d = tempfile.mkdtemp(prefix=f"ferrozk-overload-{kind}-")
-    port = free_port()
-    cfg = os.path.join(d, "zoo.cfg")
-    write_cfg(cfg, f"{d}/data", port)
-    proc = start_server(kind, cfg, os.path.join(d, "server.log"))
-    try:
+class Standalone:
+    """One server, with the interface of bench/ensemble.py's Ensemble that the scenarios use."""
+
+    def __init__(self, kind):
+        self.root = tempfile.mkdtemp(prefix=f"ferrozk-overload-{kind}-")
+        self.port = free_port()
+        cfg = os.path.join(self.root, "zoo.cfg")
+        write_cfg(cfg, f"{self.root}/data", self.port)
+        self.proc = start_server(kind, cfg, os.path.join(self.root, "server.log"))
         deadline = time.monotonic() + 60
-        while not ruok(port):
+        while not ruok(self.port):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} did not start; see {d}/server.log")
+                raise RuntimeError(f"{kind} did not start; see {self.root}/server.log")
             time.sleep(0.1)
-        watcher = setup(port, abusive)
+
+    def ports(self):
+        return [self.port]
+
+    def quiet_port(self):
+        return self.port
+
+    def peak_rss(self):
+        return [rss_mb(self.proc.pid)]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except Exception:
+            self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class ThreeMembers:
+    def __init__(self, kind):
+        self.ens = Ensemble(kind)
+
+    def ports(self):
+        return [m.port for m in self.ens.members]
+
+    def quiet_port(self):
+        """A follower's port: where the watcher and the bystander connect."""
+        return next(m.port for m in self.ens.members if m.mode() == "follower")
+
+    def peak_rss(self):
+        return [m.rss_mb() for m in self.ens.members]
+
+    def stop(self):
+        self.ens.stop()
+
+
+def scenario(kind, abusive, members):
+    server = ThreeMembers(kind) if members == 3 else Standalone(kind)
+    try:
+        ports, quiet = server.ports(), server.quiet_port()
+        watcher = setup(quiet, abusive)
         q = mp.Queue()
         until = time.monotonic() + SECONDS
-        procs = [mp.Process(target=bystander_proc, args=(port, until, q))]
+        procs = [mp.Process(target=bystander_proc, args=(quiet, until, q))]
         paths = [f"/o/f{i}" for i in range(FLOODERS)]
         for k in range(PROCS):
-            procs.append(mp.Process(target=flood_proc, args=(port, paths[k::PROCS], until, q)))
+            procs.append(mp.Process(target=flood_proc, args=(ports[k % len(ports)], paths[k::PROCS], until, q)))
         if abusive:
-            procs.append(mp.Process(target=silent_proc, args=(port, SILENT, until, q)))
+            for k, port in enumerate(ports):
+                n = SILENT // len(ports) + (k < SILENT % len(ports))
+                procs.append(mp.Process(target=silent_proc, args=(port, n, until, q)))
         for p in procs:
             p.start()
-        results = {"done": 0, "closed": 0}
+        results = {"done": 0, "closed": 0, "silent": 0}
         expected = len(procs)
         got = 0
         while got < expected:
             k, v = q.get(timeout=SECONDS + 120)
-            if k in ("done", "closed"):
+            if k in ("done", "closed", "silent"):
                 results[k] += v
-                got += k == "done"
+                got += k != "closed"
             else:
                 results[k] = v
                 got += 1
@@ -260,11 +312,14 @@ def scenario(kind, abusive):
             p.join(timeout=30)
         by = results["bystander"]
         lat = sorted(by["lat"]) or [0.0]
+        rss = server.peak_rss()
         row = {
             "server": kind,
+            "members": members,
             "scenario": "abusive" if abusive else "flood",
             "writes": results["done"],
-            "peak_rss_mb": round(rss_mb(proc.pid), 1),
+            "peak_rss_mb": round(max(rss), 1),
+            "peak_rss_sum_mb": round(sum(rss), 1),
             "bystander_rounds": len(by["lat"]),
             "bystander_p50_ms": round(statistics.median(lat), 2),
             "bystander_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
@@ -272,35 +327,40 @@ def scenario(kind, abusive):
             "bystander_session_alive": by["alive"],
             "flood_connections_closed": results["closed"],
         }
-        try:
-            m = mntr(port)
-            row["mntr"] = {k: m[k] for k in m if "throttle" in k or "slow_consumer" in k or "rejected" in k}
-        except (OSError, ValueError):
-            pass
+        counters = {}
+        for port in ports:
+            try:
+                m = mntr(port)
+            except (OSError, ValueError):
+                continue
+            for k in m:
+                if "throttle" in k or "slow_consumer" in k or "rejected" in k:
+                    counters[k] = counters.get(k, 0) + int(float(m[k]))
+        row["mntr"] = counters
         if watcher:
             watcher.close()
         return row
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except Exception:
-            proc.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        server.stop()
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--members", type=int, choices=(1, 3), default=1)
+    members = ap.parse_args().members
     rows = []
     for abusive in (False, True):
         for kind in ("ferrozk", "zookeeper"):
-            row = scenario(kind, abusive)
+            row = scenario(kind, abusive, members)
             print(json.dumps(row), flush=True)
             rows.append(row)
     print()
-    print("| scenario | server | writes answered | peak RSS MB | bystander rounds | p50 ms | p99 ms | max ms | session alive |")
+    rss = "peak RSS MB" if members == 1 else "peak RSS MB (largest member / sum)"
+    print(f"| scenario | server | writes answered | {rss} | bystander rounds | p50 ms | p99 ms | max ms | session alive |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['scenario']} | {r['server']} | {r['writes']} | {r['peak_rss_mb']} | {r['bystander_rounds']} | "
+        mem = r["peak_rss_mb"] if members == 1 else f"{r['peak_rss_mb']} / {r['peak_rss_sum_mb']}"
+        print(f"| {r['scenario']} | {r['server']} | {r['writes']} | {mem} | {r['bystander_rounds']} | "
               f"{r['bystander_p50_ms']} | {r['bystander_p99_ms']} | {r['bystander_max_ms']} | {r['bystander_session_alive']} |")
     for scen in ("flood", "abusive"):
         f, z = [r for r in rows if r["scenario"] == scen]
