@@ -3,6 +3,14 @@
 //! order). On the leader it packs them into log entries (group commit); elsewhere it streams them
 //! to the leader, which proposes them in that member's order. A reconfig asked here goes to the
 //! leader as a request of its own.
+//!
+//! Fairness: the leader proposes one entry at a time from a [`FairQueue`], which takes the
+//! sessions' writes in turn. A flood of one session (or of many) queued ahead does not stand
+//! between another session's write and the next entry: that write waits for the entry being
+//! committed and goes in the next (ZooKeeper orders only a session's own requests, so writes
+//! of different sessions in flight together may commit in either order).
+
+use std::collections::HashMap;
 
 use super::*;
 
@@ -38,6 +46,10 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
     let mut link: Option<(u64, TcpStream)> = None;
     let mut batch = Vec::new();
     let mut in_flight: VecDeque<ResponderReceiver> = VecDeque::new();
+    // Writes this leader has taken and not yet put in an entry, and the term they were taken in.
+    let mut queue = FairQueue::default();
+    let mut queued_term = 0;
+    let mut stop = false;
     loop {
         // While openraft still holds earlier entries, let writes gather into the next one.
         while in_flight.len() >= ENTRIES_IN_FLIGHT {
@@ -49,10 +61,20 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
             }
         }
         let limit = MAX_BATCH.saturating_sub(batch.len()).max(1);
-        if rx.recv_many(&mut batch, limit).await == 0 {
-            return;
+        if queue.is_empty() && !stop {
+            if rx.recv_many(&mut batch, limit).await == 0 {
+                return;
+            }
+        } else {
+            // Writes are waiting for an entry: take what else arrived, without waiting.
+            while batch.len() < limit {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
         }
-        let stop = batch.iter().any(|b| b.is_none());
+        stop |= batch.iter().any(|b| b.is_none());
         let (leader, term) = loop {
             let (l, term) = leader_and_term(&metrics.borrow());
             let standing_aside = l == Some(me) && shared.handing_over.load(Ordering::Acquire);
@@ -65,6 +87,12 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                 return;
             }
         };
+        if (leader, term) != (me, queued_term) {
+            // Taken under another leadership: failed as sent to it (on_leader_change) or, if
+            // relayed, by the member they came from.
+            queue.clear();
+            queued_term = term;
+        }
         let tokens: Vec<u64> = batch
             .iter()
             .flatten()
@@ -75,11 +103,10 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
             .collect();
         shared.mark_sent(&tokens, leader, term);
         if leader == me {
-            let mut writes = Vec::new();
             for o in batch.drain(..).flatten() {
                 match o {
-                    Outbound::Write { command, .. } => writes.push(command),
-                    Outbound::Relay(commands) => writes.extend(commands),
+                    Outbound::Write { command, .. } => queue.push(command),
+                    Outbound::Relay(commands) => commands.into_iter().for_each(|c| queue.push(c)),
                     Outbound::Touch(ids) => shared.touch_sessions(&ids),
                     Outbound::Reconfig { token, plan } => {
                         let (shared, raft) = (shared.clone(), raft.clone());
@@ -91,21 +118,15 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
                     }
                 }
             }
-            let mut writes = writes.into_iter().peekable();
-            while writes.peek().is_some() {
-                // An entry holds at most MAX_BATCH writes and about MAX_ENTRY_BYTES (at least one
-                // write): entries travel to the other members whole, within an RPC's timeout.
-                let mut chunk = Vec::new();
-                let mut bytes = 0;
-                while let Some(w) = writes
-                    .next_if(|w| chunk.is_empty() || (chunk.len() < MAX_BATCH && bytes + command_bytes(w) <= MAX_ENTRY_BYTES))
-                {
-                    bytes += command_bytes(&w);
-                    chunk.push(w);
-                }
-                match raft.client_write_ff(Batch(Arc::new(chunk))).await {
+            // One entry a round (all that is left when stopping): what arrives meanwhile
+            // competes fairly for the next.
+            while !queue.is_empty() {
+                match raft.client_write_ff(Batch(Arc::new(queue.next_entry()))).await {
                     Ok(r) => in_flight.push_back(r),
                     Err(_) => return,
+                }
+                if !stop {
+                    break;
                 }
             }
         } else {
@@ -162,9 +183,69 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
             }
         }
         batch.clear();
-        if stop {
+        if stop && queue.is_empty() {
             return;
         }
+    }
+}
+
+/// The writes a leader has taken and not yet proposed, one queue a session (its order kept),
+/// taken in turn into entries.
+#[derive(Default)]
+struct FairQueue {
+    sessions: HashMap<i64, VecDeque<Command>>,
+    /// Sessions with writes waiting, in the order they take their turns.
+    turns: VecDeque<i64>,
+}
+
+impl FairQueue {
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.sessions.clear();
+        self.turns.clear();
+    }
+
+    fn push(&mut self, command: Command) {
+        // A txn begins with its session id (jute long). Barriers (`sync`) and the server's own
+        // writes (session 0) share one queue, in order.
+        let session = command
+            .txn
+            .as_ref()
+            .and_then(|t| t.get(..8))
+            .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
+        let q = self.sessions.entry(session).or_default();
+        if q.is_empty() {
+            self.turns.push_back(session);
+        }
+        q.push_back(command);
+    }
+
+    /// The next log entry: a write from each waiting session in turn, at most MAX_BATCH
+    /// writes and about MAX_ENTRY_BYTES (at least one write), so that an entry travels to the
+    /// other members whole within an RPC's timeout.
+    fn next_entry(&mut self) -> Vec<Command> {
+        let mut entry = Vec::new();
+        let mut bytes = 0;
+        while let Some(session) = self.turns.pop_front() {
+            let Some(q) = self.sessions.get_mut(&session) else { continue };
+            let Some(c) = q.front() else { continue };
+            let n = command_bytes(c);
+            if !entry.is_empty() && (entry.len() >= MAX_BATCH || bytes + n > MAX_ENTRY_BYTES) {
+                self.turns.push_front(session);
+                break;
+            }
+            bytes += n;
+            entry.extend(q.pop_front());
+            if q.is_empty() {
+                self.sessions.remove(&session);
+            } else {
+                self.turns.push_back(session);
+            }
+        }
+        entry
     }
 }
 
@@ -192,4 +273,71 @@ fn forward_reconfig(shared: &Arc<Shared>, leader: u64, token: u64, plan: Reconfi
             shared.fail_write_with(token, code);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(session: i64, n: u8, len: usize) -> Command {
+        let mut txn = session.to_be_bytes().to_vec();
+        txn.push(n);
+        txn.resize(8 + len.max(1), n);
+        Command { origin: 1, token: 0, txn: Some(txn) }
+    }
+
+    fn tags(entry: &[Command]) -> Vec<(i64, u8)> {
+        // Barriers (no txn) are left out.
+        entry.iter().filter_map(|c| c.txn.as_ref()).map(|t| (i64::from_be_bytes(t[..8].try_into().unwrap()), t[8])).collect()
+    }
+
+    #[test]
+    fn sessions_take_turns_and_keep_their_order() {
+        let mut q = FairQueue::default();
+        for n in 0..5 {
+            q.push(write(7, n, 10));
+        }
+        q.push(write(9, 0, 10));
+        q.push(Command { origin: 2, token: 1, txn: None });
+        q.push(write(9, 1, 10));
+        let entry = q.next_entry();
+        assert_eq!(entry.len(), 8);
+        assert!(q.is_empty());
+        assert_eq!(tags(&entry[..2]), vec![(7, 0), (9, 0)]);
+        assert!(entry[2].txn.is_none(), "the barrier's turn comes third");
+        let mut of = |s: i64| tags(&entry).into_iter().filter(|(x, _)| *x == s).map(|(_, n)| n).collect::<Vec<_>>();
+        assert_eq!(of(7), vec![0, 1, 2, 3, 4]);
+        assert_eq!(of(9), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_late_session_gets_into_the_next_entry_past_a_flood() {
+        let mut q = FairQueue::default();
+        // A flood of 3 MB from one session, then a single write of another.
+        for n in 0..3000u32 {
+            q.push(write(1, (n % 256) as u8, 1000));
+        }
+        q.push(write(2, 0, 10));
+        let first = q.next_entry();
+        let bytes: usize = first.iter().map(command_bytes).sum();
+        assert!(bytes <= MAX_ENTRY_BYTES && first.len() < 3000);
+        assert!(tags(&first).contains(&(2, 0)), "the lone write waits for no flood entry");
+        let mut total = first.len();
+        while !q.is_empty() {
+            let e = q.next_entry();
+            assert!(!e.is_empty());
+            total += e.len();
+        }
+        assert_eq!(total, 3001);
+    }
+
+    #[test]
+    fn an_oversized_write_goes_alone() {
+        let mut q = FairQueue::default();
+        q.push(write(1, 0, MAX_ENTRY_BYTES + 10));
+        q.push(write(2, 0, 10));
+        assert_eq!(q.next_entry().len(), 1);
+        assert_eq!(tags(&q.next_entry()), vec![(2, 0)]);
+        assert!(q.is_empty());
+    }
 }
