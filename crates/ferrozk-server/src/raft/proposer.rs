@@ -211,11 +211,8 @@ impl FairQueue {
     fn push(&mut self, command: Command) {
         // A txn begins with its session id (jute long). Barriers (`sync`) and the server's own
         // writes (session 0) share one queue, in order.
-        let session = command
-            .txn
-            .as_ref()
-            .and_then(|t| t.get(..8))
-            .map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
+        let session =
+            command.txn.as_ref().and_then(|t| t.get(..8)).map_or(0, |b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
         let q = self.sessions.entry(session).or_default();
         if q.is_empty() {
             self.turns.push_back(session);
@@ -305,7 +302,7 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(tags(&entry[..2]), vec![(7, 0), (9, 0)]);
         assert!(entry[2].txn.is_none(), "the barrier's turn comes third");
-        let mut of = |s: i64| tags(&entry).into_iter().filter(|(x, _)| *x == s).map(|(_, n)| n).collect::<Vec<_>>();
+        let of = |s: i64| tags(&entry).into_iter().filter(|(x, _)| *x == s).map(|(_, n)| n).collect::<Vec<_>>();
         assert_eq!(of(7), vec![0, 1, 2, 3, 4]);
         assert_eq!(of(9), vec![0, 1]);
     }
