@@ -74,6 +74,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "cross-client lock through leader failovers" python3 interop/clients/crosslock/failover.py
     step "cross-client lock through ZooKeeper failovers" python3 interop/clients/crosslock/failover.py --backend zookeeper
     step "recipes vs ZooKeeper" bash interop/recipes/run.sh
+    step "ZooKeeper data directories read back (20 seeds)" bash interop/zkimport/run.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
   fi

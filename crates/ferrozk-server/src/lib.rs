@@ -24,6 +24,7 @@ pub use raft::{tools, ConsensusError, RecoveryError};
 mod snapshot_child;
 mod stats;
 mod tls;
+pub mod zk_import;
 
 /// The request path without the network, for the fuzzer: frames in, tree changed, replies
 /// encoded. Not a stable API.

@@ -55,6 +55,7 @@
 mod error;
 pub mod small;
 pub mod snap;
+pub mod zookeeper;
 
 pub use error::StorageError;
 

@@ -11,6 +11,7 @@ pub mod store;
 pub mod tree;
 pub mod txn;
 pub mod watch;
+pub mod zookeeper;
 
 pub use store::{Node, NodeRef};
 pub use tree::{Applied, Change, DataTree, NodeKind, Outcome, Session, StatPersisted, TreeConfig};

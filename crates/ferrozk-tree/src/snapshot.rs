@@ -76,7 +76,7 @@ impl DataTree {
     /// Reads a tree written by [`DataTree::write_snapshot`]; `progress` is called now and then
     /// with the number of nodes read so far.
     pub fn read_snapshot(r: &mut dyn Read, config: TreeConfig, progress: &mut dyn FnMut(u64, u64)) -> Result<DataTree, String> {
-        let mut src = Source { r, buf: Vec::new(), pos: 0, dropped: 0 };
+        let mut src = Source::new(r);
         let format = src.i32()?;
         if format != FORMAT as i32 {
             return Err(format!("unsupported snapshot format {format}"));
@@ -115,17 +115,7 @@ impl DataTree {
                     acl
                 }
             };
-            let stat = StatPersisted {
-                czxid: src.i64()?,
-                mzxid: src.i64()?,
-                ctime: src.i64()?,
-                mtime: src.i64()?,
-                version: src.i32()?,
-                cversion: src.i32()?,
-                aversion: src.i32()?,
-                ephemeral_owner: src.i64()?,
-                pzxid: src.i64()?,
-            };
+            let stat = src.stat_persisted()?;
             let parent = if p == "/" {
                 crate::store::ROOT
             } else {
@@ -162,17 +152,69 @@ impl DataTree {
 }
 
 /// A buffered jute reader over a stream.
-struct Source<'a> {
+pub(crate) struct Source<'a> {
     r: &'a mut dyn Read,
     buf: Vec<u8>,
     pos: usize,
     /// Bytes already dropped from the front of `buf`: stream offset = dropped + pos.
     dropped: usize,
+    /// The running Adler32 of what was consumed (ZooKeeper's seals), once started, and the
+    /// stream offset it covers up to.
+    sum: Option<adler2::Adler32>,
+    summed: usize,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub(crate) fn new(r: &'a mut dyn Read) -> Source<'a> {
+        Source { r, buf: Vec::new(), pos: 0, dropped: 0, sum: None, summed: 0 }
+    }
+
+    /// Keeps an Adler32 of every byte consumed from here on.
+    pub(crate) fn start_checksum(&mut self) {
+        self.sum = Some(adler2::Adler32::new());
+        self.summed = self.offset();
+    }
+
+    /// The stream offset of the next byte.
+    pub(crate) fn offset(&self) -> usize {
+        self.dropped + self.pos
+    }
+
+    /// Adds the bytes consumed since the last call to the checksum.
+    fn sum_consumed(&mut self) {
+        if let Some(sum) = &mut self.sum {
+            let from = self.summed - self.dropped;
+            sum.write_slice(&self.buf[from..self.pos]);
+            self.summed = self.offset();
+        }
+    }
+
+    /// ZooKeeper's seal: the Adler32 of everything before it (as a long), then the string "/".
+    pub(crate) fn seal(&mut self) -> Result<(), String> {
+        self.sum_consumed();
+        let expected = self.sum.as_ref().map_or(0, |s| s.checksum());
+        let at = self.offset();
+        let stored = self.i64()?;
+        let mut slash = String::new();
+        self.string_into(&mut slash)?;
+        if stored != i64::from(expected) || slash != "/" {
+            return Err(format!("checksum mismatch at offset {at}: stored {stored:#x}, computed {expected:#x}"));
+        }
+        Ok(())
+    }
+
+    /// How many bytes are left before the end of the stream, at most `max` (else an error).
+    pub(crate) fn remaining_to_end(&mut self, max: usize) -> Result<usize, String> {
+        while self.fill(self.buf.len() - self.pos + 1)? {
+            if self.buf.len() - self.pos > max {
+                return Err(format!("more than {max} unexpected bytes at offset {}", self.offset()));
+            }
+        }
+        Ok(self.buf.len() - self.pos)
+    }
+
     /// Decodes one value, pulling more bytes in until it fits.
-    fn record<T: Decode>(&mut self) -> Result<T, String> {
+    pub(crate) fn record<T: Decode>(&mut self) -> Result<T, String> {
         loop {
             let mut rd = Reader::new(&self.buf[self.pos..]);
             match T::decode(&mut rd) {
@@ -194,6 +236,7 @@ impl Source<'_> {
     /// Keeps the undecoded rest and reads more behind it, in the same buffer (a fresh chunk
     /// per read made malloc consolidate its free lists over and over on big snapshots).
     fn refill(&mut self) -> Result<(), String> {
+        self.sum_consumed();
         let rest = self.buf.len() - self.pos;
         self.buf.copy_within(self.pos.., 0);
         self.dropped += self.pos;
@@ -217,7 +260,7 @@ impl Source<'_> {
     }
 
     /// Decodes a jute string into `out`, reusing its allocation.
-    fn string_into(&mut self, out: &mut String) -> Result<(), String> {
+    pub(crate) fn string_into(&mut self, out: &mut String) -> Result<(), String> {
         let len: i32 = self.record()?;
         let len = usize::try_from(len).map_err(|_| format!("string of length {len} in a snapshot"))?;
         if !self.fill(len)? {
@@ -247,7 +290,7 @@ impl Source<'_> {
     }
 
     /// Decodes a jute buffer into `out`, reusing its allocation; false for a null buffer.
-    fn buffer_into(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
+    pub(crate) fn buffer_into(&mut self, out: &mut Vec<u8>) -> Result<bool, String> {
         let len: i32 = self.record()?;
         out.clear();
         if len < 0 {
@@ -262,17 +305,32 @@ impl Source<'_> {
         Ok(true)
     }
 
-    fn i32(&mut self) -> Result<i32, String> {
+    /// jute's `StatPersisted`: what a snapshot keeps of a node's Stat.
+    pub(crate) fn stat_persisted(&mut self) -> Result<StatPersisted, String> {
+        Ok(StatPersisted {
+            czxid: self.i64()?,
+            mzxid: self.i64()?,
+            ctime: self.i64()?,
+            mtime: self.i64()?,
+            version: self.i32()?,
+            cversion: self.i32()?,
+            aversion: self.i32()?,
+            ephemeral_owner: self.i64()?,
+            pzxid: self.i64()?,
+        })
+    }
+
+    pub(crate) fn i32(&mut self) -> Result<i32, String> {
         self.record()
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    pub(crate) fn i64(&mut self) -> Result<i64, String> {
         self.record()
     }
 }
 
 impl DataTree {
-    fn empty(config: TreeConfig) -> DataTree {
+    pub(crate) fn empty(config: TreeConfig) -> DataTree {
         let mut t = DataTree::new(config);
         t.clear();
         t

@@ -46,6 +46,11 @@ pub struct StatPersisted {
     pub pzxid: i64,
 }
 
+/// `ephemeralOwner` of a TTL node.
+pub(crate) fn ttl_owner(ttl: i64) -> i64 {
+    EXTENDED_MASK | (ttl & MAX_TTL)
+}
+
 /// Clients see the owner of ephemerals only; containers and TTL nodes show 0
 /// (`DataNode.getClientEphemeralOwner`).
 pub(crate) fn client_visible_owner(owner: i64) -> i64 {
@@ -361,6 +366,108 @@ impl DataTree {
         let roots: Vec<String> = self.quota_roots.iter().cloned().collect();
         for r in roots {
             self.recount_quota(&r);
+        }
+    }
+
+    // Replaying Apache ZooKeeper's log (zookeeper.rs): its records carry the values they
+    // produced, which these assign as `DataTree.java` does on replay (no checks, no quota
+    // accounting: quotas are recounted once the import is done, by `finish_load`).
+
+    /// `createNode`: a new node with `czxid = mzxid = pzxid = zxid`; the parent's cversion
+    /// goes to `parent_cversion` (-1: one more) if that is higher, and its pzxid with it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assign_create(
+        &mut self,
+        p: &str,
+        data: Option<&[u8]>,
+        acl: Vec<Acl>,
+        owner: i64,
+        zxid: i64,
+        time: i64,
+        parent_cversion: i32,
+    ) -> Result<(), ErrorCode> {
+        let (parent, child) = path::split(p).ok_or(ErrorCode::BadArguments)?;
+        let parent = path::parent_key(parent);
+        let parent_id = self.store.find(parent).ok_or(ErrorCode::NoNode)?;
+        if child.is_empty() {
+            return Err(ErrorCode::BadArguments);
+        }
+        if self.store.child(parent_id, child).is_some() {
+            return Err(ErrorCode::NodeExists);
+        }
+        let acl = self.store.intern_acl(acl);
+        let stat = StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            pzxid: zxid,
+        };
+        let parent = parent.to_string();
+        self.assign_parent_cversion(&parent, parent_cversion, zxid);
+        self.store.insert_parts(parent_id, child, &stat, data, acl);
+        self.track(p, owner, true);
+        Ok(())
+    }
+
+    /// `setCversionPzxid`: the parent's cversion goes to `cversion` (-1: one more) if that is
+    /// higher, and its pzxid to `zxid` with it.
+    pub(crate) fn assign_parent_cversion(&mut self, parent: &str, cversion: i32, zxid: i64) {
+        let Some(id) = self.store.find(parent) else { return };
+        let st = self.store.get(id).persisted();
+        let cversion = if cversion == -1 { st.cversion.wrapping_add(1) } else { cversion };
+        if cversion > st.cversion {
+            self.store.set_child_counters(id, cversion, zxid);
+        }
+    }
+
+    /// `deleteNode`: the parent's pzxid goes to `zxid` if that is higher; its cversion stays.
+    pub(crate) fn assign_delete(&mut self, p: &str, zxid: i64) -> Result<(), ErrorCode> {
+        let ctx = Ctx { zxid, time: 0, session: 0, auth: &[] };
+        self.delete_node(&ctx, p, &mut Vec::new())
+    }
+
+    /// `setData`: the data, `version` as the new version, mzxid and mtime.
+    pub(crate) fn assign_data(
+        &mut self,
+        p: &str,
+        data: Option<&[u8]>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+    ) -> Result<(), ErrorCode> {
+        let id = self.store.find(p).ok_or(ErrorCode::NoNode)?;
+        let node = self.store.get(id);
+        let (mut st, acl) = (node.persisted(), node.acl_id());
+        st.version = version;
+        st.mzxid = zxid;
+        st.mtime = time;
+        self.store.set_parts(id, &st, data, acl);
+        Ok(())
+    }
+
+    /// `setACL`: the ACL, and `version` as the new aversion.
+    pub(crate) fn assign_acl(&mut self, p: &str, acl: Vec<Acl>, version: i32) -> Result<(), ErrorCode> {
+        let id = self.store.find(p).ok_or(ErrorCode::NoNode)?;
+        let mut st = self.store.get(id).persisted();
+        st.aversion = version;
+        let acl = self.store.intern_acl(acl);
+        self.store.set_meta(id, &st, acl);
+        Ok(())
+    }
+
+    /// `killSession`: the session goes with the ephemerals its record lists and any others
+    /// it still owns.
+    pub(crate) fn close_zookeeper_session(&mut self, session: i64, listed: &[String], zxid: i64) {
+        self.sessions.remove(&session);
+        let mut paths: Vec<String> = listed.to_vec();
+        paths.extend(self.ephemerals.remove(&session).unwrap_or_default());
+        for p in paths {
+            let _ = self.assign_delete(&p, zxid);
         }
     }
 

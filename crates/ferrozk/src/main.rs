@@ -35,6 +35,17 @@ enum Command {
     },
     /// Prints the transactions of a log segment, one a line (like zkTxnLogToolkit.sh).
     Log { file: PathBuf },
+    /// Reads an Apache ZooKeeper data directory (its snapshots and transaction logs) as ferrozk
+    /// would import it. Given a zoo.cfg, its dataDir and dataLogDir; given a directory, that one.
+    Import {
+        source: PathBuf,
+        /// Only read and report: ZooKeeper's files and ferrozk's data are left as they are.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: print every session and znode (data, ACL, Stat), one JSON object a line.
+        #[arg(long)]
+        dump: bool,
+    },
     /// A zkCli.sh-compatible shell: ferrozk cli [-server host:port[/chroot]] [-timeout ms] [command args...]
     #[command(disable_help_flag = true)]
     Cli {
@@ -60,6 +71,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => run_bench(args),
         Command::Snapshot { file, dump } => tools::snapshot(&file, dump),
         Command::Log { file } => tools::log(&file),
+        Command::Import { source, dry_run, dump } => tools::import(&source, dry_run, dump),
         Command::Cli { args } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
             ExitCode::from(rt.block_on(ferrozk_cli::run(args)).clamp(0, 255) as u8)

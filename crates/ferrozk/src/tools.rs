@@ -1,4 +1,5 @@
-//! `ferrozk snapshot` and `ferrozk log`: look inside the files a server keeps.
+//! `ferrozk snapshot` and `ferrozk log`: look inside the files a server keeps; `ferrozk import`:
+//! read Apache ZooKeeper's.
 
 use std::io::Write;
 use std::path::Path;
@@ -105,4 +106,82 @@ pub fn log(file: &Path) -> ExitCode {
         };
     }
     ExitCode::SUCCESS
+}
+
+/// `ferrozk import`: reads ZooKeeper's data as the server would import it.
+pub fn import(source: &Path, dry_run: bool, dump: bool) -> ExitCode {
+    if !dry_run {
+        // Reading is done; writing ferrozk's data from it (and serving it) is not yet.
+        return fail("only `ferrozk import --dry-run` is available in this version: it reads and reports, nothing is written");
+    }
+    let (data_dir, log_dir) = if source.is_dir() {
+        (source.to_path_buf(), source.to_path_buf())
+    } else {
+        match ferrozk_server::ServerConfig::from_file(source) {
+            Ok(c) => {
+                let log = c.data_log_dir.clone().unwrap_or_else(|| c.data_dir.clone());
+                (c.data_dir, log)
+            }
+            Err(e) => return fail(e),
+        }
+    };
+    let import = match ferrozk_server::zk_import::read_zookeeper(&data_dir, &log_dir, Default::default()) {
+        Ok(Some(i)) => i,
+        Ok(None) => return fail(format!("no ZooKeeper snapshot or log under {}/version-2", data_dir.display())),
+        Err(e) => return fail(e),
+    };
+    let mut out = std::io::stdout().lock();
+    for (p, why) in &import.skipped_snapshots {
+        let _ = writeln!(out, "skipped {}: {why}", p.display());
+    }
+    let _ = writeln!(out, "{}", import.summary());
+    if dump {
+        let tree = &import.tree;
+        for (id, s) in tree.sessions() {
+            let _ = writeln!(out, "{{\"session\":{id},\"timeout\":{}}}", s.timeout);
+        }
+        tree.walk(|p, n| {
+            let st = n.stat();
+            let hex: String = n.data().unwrap_or_default().iter().map(|b| format!("{b:02x}")).collect();
+            let acl: Vec<String> = n
+                .acl()
+                .iter()
+                .map(|a| format!("[{},{},{}]", a.perms, json_string(&a.id.scheme), json_string(&a.id.id)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{{\"path\":{},\"data\":\"{hex}\",\"acl\":[{}],\"stat\":{{\"czxid\":{},\"mzxid\":{},\"ctime\":{},\"mtime\":{},\"version\":{},\"cversion\":{},\"aversion\":{},\"ephemeralOwner\":{},\"dataLength\":{},\"numChildren\":{},\"pzxid\":{}}}}}",
+                json_string(p),
+                acl.join(","),
+                st.czxid,
+                st.mzxid,
+                st.ctime,
+                st.mtime,
+                st.version,
+                st.cversion,
+                st.aversion,
+                st.ephemeral_owner,
+                st.data_length,
+                st.num_children,
+                st.pzxid
+            );
+        });
+    }
+    ExitCode::SUCCESS
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

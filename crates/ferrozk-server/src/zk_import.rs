@@ -1,0 +1,172 @@
+//! Reading an Apache ZooKeeper data directory into a tree, as ZooKeeper itself restores it
+//! when it starts (`FileTxnSnapLog.restore`): the newest snapshot that reads whole (falling
+//! back to older ones), then every logged transaction after the snapshot's zxid, from the log
+//! file that holds it. ZooKeeper's files are only read, never changed.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ferrozk_storage::zookeeper::{open_snapshot, TxnLogReader, ZkFiles};
+use ferrozk_storage::StorageError;
+use ferrozk_tree::{DataTree, TreeConfig};
+
+/// What was read, and from where.
+pub struct ZkImport {
+    pub tree: DataTree,
+    /// The highest zxid ZooKeeper had handed out, as far as its files tell.
+    pub last_zxid: i64,
+    pub snapshot: Option<PathBuf>,
+    /// Snapshots that could not be read, newest first, and why.
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    pub txns_replayed: u64,
+    pub seconds: f64,
+}
+
+impl ZkImport {
+    /// One line for the log: what came over.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} znodes, {} sessions, last zxid 0x{:x}, from {} and {} logged transactions after it, in {:.2} s",
+            self.tree.node_count(),
+            self.tree.sessions().len(),
+            self.last_zxid,
+            self.snapshot.as_ref().map_or("no snapshot".into(), |p| p.display().to_string()),
+            self.txns_replayed,
+            self.seconds
+        )
+    }
+}
+
+/// Why ZooKeeper's data cannot be imported.
+#[derive(Debug)]
+pub enum ImportError {
+    Storage(StorageError),
+    /// A snapshot's or a log record's content is wrong.
+    Damaged {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// Transactions are missing between the snapshot and the logs, or between two logs.
+    Gap {
+        file: PathBuf,
+        offset: u64,
+        expected: i64,
+        found: i64,
+    },
+    /// No snapshot could be read.
+    NoSnapshot(Vec<(PathBuf, String)>),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Storage(e) => write!(f, "{e}"),
+            ImportError::Damaged { file, offset, reason } => {
+                write!(f, "cannot import {} at offset {offset}: {reason}", file.display())
+            }
+            ImportError::Gap { file, offset, expected, found } => write!(
+                f,
+                "ZooKeeper's log has a gap: {} at offset {offset} holds zxid 0x{found:x}, but 0x{expected:x} was never logged",
+                file.display()
+            ),
+            ImportError::NoSnapshot(tried) => {
+                write!(f, "no ZooKeeper snapshot could be read")?;
+                for (p, why) in tried {
+                    write!(f, "; {}: {why}", p.display())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<StorageError> for ImportError {
+    fn from(e: StorageError) -> Self {
+        ImportError::Storage(e)
+    }
+}
+
+/// Whether `data_dir` (or `log_dir`) holds ZooKeeper's files.
+pub fn has_zookeeper_data(data_dir: &Path, log_dir: &Path) -> bool {
+    ZkFiles::scan(data_dir, log_dir).is_ok_and(|f| !f.is_empty())
+}
+
+/// Reads ZooKeeper's snapshots from `data_dir/version-2` and its logs from
+/// `log_dir/version-2`; `None` when there are none.
+pub fn read_zookeeper(data_dir: &Path, log_dir: &Path, config: TreeConfig) -> Result<Option<ZkImport>, ImportError> {
+    let started = Instant::now();
+    let files = ZkFiles::scan(data_dir, log_dir)?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut skipped = Vec::new();
+    let mut chosen = None;
+    for (file, compression) in files.snapshots.iter().rev() {
+        let read = open_snapshot(&file.path, *compression)
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| DataTree::read_zookeeper_snapshot(&mut r, config.clone()));
+        match read {
+            Ok(s) => {
+                chosen = Some((file.clone(), s));
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(snapshot = %file.path.display(), "cannot read this ZooKeeper snapshot, trying an older one: {why}");
+                skipped.push((file.path.clone(), why));
+            }
+        }
+    }
+    let (snapshot, mut tree, snap_zxid) = match chosen {
+        Some((file, s)) => (Some(file.path), s.tree, file.zxid),
+        // ZooKeeper writes a snapshot when it first starts; without one, the logs are
+        // replayed over an empty tree only if they begin at the first zxid (the gap check).
+        None if files.snapshots.is_empty() => (None, DataTree::new(config), 0),
+        None => return Err(ImportError::NoSnapshot(skipped)),
+    };
+    let mut last = snap_zxid;
+    let mut replayed = 0;
+    // The log that holds the snapshot's next transaction starts at or before it.
+    let first = files.logs.iter().rposition(|l| l.zxid <= snap_zxid).unwrap_or(0);
+    for log in &files.logs[first..] {
+        let mut reader = TxnLogReader::open(&log.path)?;
+        while let Some((offset, entry)) = reader.next_record()? {
+            let zxid = entry_zxid(&entry).ok_or_else(|| ImportError::Damaged {
+                file: log.path.clone(),
+                offset,
+                reason: "record shorter than a transaction header".into(),
+            })?;
+            if zxid <= last {
+                continue;
+            }
+            // Within an epoch zxids count up by one; a new epoch starts its own count.
+            if zxid >> 32 == last >> 32 && zxid != last + 1 {
+                return Err(ImportError::Gap { file: log.path.clone(), offset, expected: last + 1, found: zxid });
+            }
+            tree.replay_zookeeper_txn(&entry).map_err(|reason| ImportError::Damaged {
+                file: log.path.clone(),
+                offset,
+                reason,
+            })?;
+            last = zxid;
+            replayed += 1;
+        }
+    }
+    let last_zxid = last.max(tree.last_zxid());
+    tree.set_last_zxid(last_zxid);
+    Ok(Some(ZkImport {
+        tree,
+        last_zxid,
+        snapshot,
+        skipped_snapshots: skipped,
+        txns_replayed: replayed,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// The zxid in a log entry's `TxnHeader` (after clientId and cxid).
+fn entry_zxid(entry: &[u8]) -> Option<i64> {
+    entry.get(12..20).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
+}

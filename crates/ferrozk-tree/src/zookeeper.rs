@@ -1,0 +1,274 @@
+//! Apache ZooKeeper's data read into a ferrozk tree: its snapshot stream (`FileSnap`, after
+//! decompression) and the entries of its transaction log, replayed as ZooKeeper replays them
+//! when it starts (`FileTxnSnapLog.restore`).
+//!
+//! ZooKeeper's snapshots are fuzzy: written while the tree changed, so one may hold changes
+//! past the zxid it is named after. Its log records carry the values they produced (a node's
+//! new version, its parent's new cversion), so replaying the log from the snapshot's zxid
+//! assigns those values, and a record replayed over a tree that already has it changes nothing
+//! in the end: a create of a node that exists or a delete of one that does not is skipped, as
+//! ZooKeeper skips them. File handling (names, compression, seals of the log) is in
+//! `ferrozk-storage`; this module sees streams and record bytes.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+// A log's transaction types are the request opcodes (`ZooDefs.OpCode`).
+use ferrozk_proto::codes::op as txn_type;
+use ferrozk_proto::ErrorCode;
+use ferrozk_proto::{Acl, Decode, Reader};
+
+use crate::acl;
+use crate::snapshot::Source;
+use crate::tree::{DataTree, Session, TreeConfig, CONTAINER_OWNER};
+
+/// "ZKSN": the first word of a ZooKeeper snapshot.
+pub const SNAPSHOT_MAGIC: i32 = 0x5A4B_534E;
+/// The ACL reference ZooKeeper stores for `world:anyone` with every permission, never in its map.
+const OPEN_UNSAFE_ACL_ID: i64 = -1;
+/// ZooKeeper derives a session's password from its id and this constant.
+const SUPER_SECRET: i64 = 0xB341_5C00;
+
+/// A tree read from a ZooKeeper snapshot, and what its trailers said.
+pub struct ZkSnapshot {
+    pub tree: DataTree,
+    /// The digest trailer (3.6+): the zxid it was computed at, and the digest.
+    pub digest: Option<(i64, i64)>,
+    /// The lastProcessedZxid trailer (3.9+).
+    pub last_processed_zxid: Option<i64>,
+}
+
+/// `TxnHeader`: what every log entry starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZkTxnHeader {
+    pub session: i64,
+    pub cxid: i32,
+    pub zxid: i64,
+    pub time: i64,
+    pub kind: i32,
+}
+
+/// The password ZooKeeper gave session `id`: `new java.util.Random(id ^ superSecret)`'s first
+/// 16 bytes. Only sessions imported from ZooKeeper keep such a password.
+pub fn zookeeper_session_password(id: i64) -> Vec<u8> {
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    let mut seed = ((id ^ SUPER_SECRET) as u64 ^ MULTIPLIER) & MASK;
+    let mut out = Vec::with_capacity(16);
+    while out.len() < 16 {
+        seed = (seed.wrapping_mul(MULTIPLIER).wrapping_add(0xB)) & MASK;
+        let mut word = (seed >> 16) as u32;
+        for _ in 0..4 {
+            out.push(word as u8);
+            word >>= 8;
+        }
+    }
+    out
+}
+
+impl DataTree {
+    /// Reads a ZooKeeper snapshot from its decompressed stream, checking its seals.
+    pub fn read_zookeeper_snapshot(r: &mut dyn Read, config: TreeConfig) -> Result<ZkSnapshot, String> {
+        let mut src = Source::new(r);
+        src.start_checksum();
+        let magic = src.i32()?;
+        if magic != SNAPSHOT_MAGIC {
+            return Err(format!("not a ZooKeeper snapshot (magic 0x{magic:08x} at offset 0)"));
+        }
+        let version = src.i32()?;
+        if version != 2 {
+            return Err(format!("unsupported ZooKeeper snapshot version {version} at offset 4"));
+        }
+        let _dbid = src.i64()?;
+        let mut tree = DataTree::empty(config);
+        let sessions = src.i32()?;
+        for _ in 0..sessions.max(0) {
+            let id = src.i64()?;
+            let timeout = src.i32()?;
+            tree.insert_session(id, Session { timeout, passwd: zookeeper_session_password(id) });
+        }
+        let acls = src.i32()?;
+        let mut acl_ids: HashMap<i64, u32> = HashMap::new();
+        acl_ids.insert(OPEN_UNSAFE_ACL_ID, tree.intern(acl::open_acl()));
+        for _ in 0..acls.max(0) {
+            let key = src.i64()?;
+            let list: Vec<Acl> = src.record()?;
+            acl_ids.insert(key, tree.intern(list));
+        }
+        let mut p = String::new();
+        let mut data = Vec::new();
+        let mut max_zxid = 0;
+        loop {
+            let at = src.offset();
+            src.string_into(&mut p)?;
+            if p == "/" {
+                break;
+            }
+            let has_data = src.buffer_into(&mut data)?;
+            let acl_ref = src.i64()?;
+            let acl = *acl_ids.get(&acl_ref).ok_or_else(|| format!("node {p:?} at offset {at} names unknown ACL {acl_ref}"))?;
+            let stat = src.stat_persisted()?;
+            max_zxid = max_zxid.max(stat.mzxid).max(stat.czxid).max(stat.pzxid);
+            // The root is written with the empty path.
+            let path = if p.is_empty() { "/" } else { p.as_str() };
+            let parent = if path == "/" {
+                crate::store::ROOT
+            } else {
+                let (parent, name) = crate::path::split(path).ok_or_else(|| format!("bad path {p:?} at offset {at}"))?;
+                let parent = tree
+                    .find_id(crate::path::parent_key(parent))
+                    .ok_or_else(|| format!("node {p:?} at offset {at} comes before its parent"))?;
+                if name.is_empty() || tree.child_id(parent, name).is_some() {
+                    return Err(format!("bad or repeated path {p:?} at offset {at}"));
+                }
+                parent
+            };
+            tree.load_node(parent, path, &stat, has_data.then_some(&data[..]), acl);
+        }
+        src.seal()?;
+        // The trailers are told apart by how many bytes remain (ZooKeeper reads until EOF):
+        // a digest (3.6+) and the last processed zxid (3.9+), each sealed.
+        let at = src.offset();
+        let (digest, last_processed_zxid) = match src.remaining_to_end(64)? {
+            0 => (None, None),
+            n @ (33 | 54) => {
+                let zxid = src.i64()?;
+                let version = src.i32()?;
+                let digest = src.i64()?;
+                src.seal()?;
+                let last = if n == 54 {
+                    let z = src.i64()?;
+                    src.seal()?;
+                    Some(z)
+                } else {
+                    None
+                };
+                ((version >= 2).then_some((zxid, digest)), last)
+            }
+            21 => {
+                let z = src.i64()?;
+                src.seal()?;
+                (None, Some(z))
+            }
+            n => return Err(format!("{n} unexpected bytes after the tree at offset {at}")),
+        };
+        tree.finish_load(max_zxid);
+        Ok(ZkSnapshot { tree, digest, last_processed_zxid })
+    }
+
+    /// Replays one entry of ZooKeeper's transaction log (`TxnHeader`, the txn, and 3.6+'s
+    /// digest, which is ignored) and returns its header. Creates of nodes that exist and
+    /// changes of nodes that do not are skipped, as ZooKeeper skips them on replay.
+    pub fn replay_zookeeper_txn(&mut self, entry: &[u8]) -> Result<ZkTxnHeader, String> {
+        let mut r = Reader::new(entry);
+        let err = |e: ferrozk_proto::DecodeError| format!("bad transaction record: {e}");
+        let hdr = ZkTxnHeader {
+            session: r.read_i64().map_err(err)?,
+            cxid: r.read_i32().map_err(err)?,
+            zxid: r.read_i64().map_err(err)?,
+            time: r.read_i64().map_err(err)?,
+            kind: r.read_i32().map_err(err)?,
+        };
+        let body = &entry[r.position()..];
+        match hdr.kind {
+            txn_type::CREATE_SESSION => {
+                let timeout = Reader::new(body).read_i32().map_err(err)?;
+                self.insert_session(hdr.session, Session { timeout, passwd: zookeeper_session_password(hdr.session) });
+            }
+            txn_type::CLOSE_SESSION => {
+                // 3.6+ lists the ephemerals to delete; older logs leave the body empty.
+                let listed =
+                    if body.len() >= 4 { Vec::<String>::decode(&mut Reader::new(body)).map_err(err)? } else { Vec::new() };
+                self.close_zookeeper_session(hdr.session, &listed, hdr.zxid);
+            }
+            txn_type::MULTI => {
+                let mut r = Reader::new(body);
+                let n = r.read_count().map_err(err)?;
+                let mut subs = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    let kind = r.read_i32().map_err(err)?;
+                    let data = r.read_buffer().map_err(err)?.unwrap_or_default();
+                    subs.push((kind, data));
+                }
+                // A multi with a failed op was applied as nothing.
+                if !subs.iter().any(|(k, _)| *k == txn_type::ERROR) {
+                    for (kind, data) in &subs {
+                        self.replay_op(&hdr, *kind, data).map_err(|e| format!("in a multi: {e}"))?;
+                    }
+                }
+            }
+            kind => self.replay_op(&hdr, kind, body)?,
+        }
+        self.set_last_zxid(hdr.zxid);
+        Ok(hdr)
+    }
+
+    fn replay_op(&mut self, hdr: &ZkTxnHeader, kind: i32, body: &[u8]) -> Result<(), String> {
+        let mut r = Reader::new(body);
+        let err = |e: ferrozk_proto::DecodeError| format!("bad body of a type {kind} transaction: {e}");
+        match kind {
+            txn_type::CREATE | txn_type::CREATE2 | txn_type::CREATE_CONTAINER | txn_type::CREATE_TTL => {
+                let path = String::decode(&mut r).map_err(err)?;
+                let data = r.read_buffer().map_err(err)?;
+                let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
+                let (owner, parent_cversion) = match kind {
+                    txn_type::CREATE_CONTAINER => (CONTAINER_OWNER, r.read_i32().map_err(err)?),
+                    txn_type::CREATE_TTL => {
+                        let parent_cversion = r.read_i32().map_err(err)?;
+                        let ttl = r.read_i64().map_err(err)?;
+                        (crate::tree::ttl_owner(ttl), parent_cversion)
+                    }
+                    _ => {
+                        let ephemeral = r.read_bool().map_err(err)?;
+                        // CreateTxnV0 (before 3.3) has no parentCVersion: -1 means one more.
+                        let parent_cversion = if r.remaining() >= 4 { r.read_i32().map_err(err)? } else { -1 };
+                        (if ephemeral { hdr.session } else { 0 }, parent_cversion)
+                    }
+                };
+                let created = self.assign_create(&path, data.as_deref(), acl, owner, hdr.zxid, hdr.time, parent_cversion);
+                if created == Err(ErrorCode::NodeExists) && kind == txn_type::CREATE {
+                    // ZooKeeper still moves the parent's cversion forward (a fuzzy snapshot may
+                    // hold the node and not the parent's change).
+                    if let Some((parent, _)) = crate::path::split(&path) {
+                        self.assign_parent_cversion(crate::path::parent_key(parent), parent_cversion, hdr.zxid);
+                    }
+                }
+            }
+            txn_type::DELETE | txn_type::DELETE_CONTAINER => {
+                let path = String::decode(&mut r).map_err(err)?;
+                let _ = self.assign_delete(&path, hdr.zxid);
+            }
+            txn_type::SET_DATA | txn_type::RECONFIG => {
+                let path = String::decode(&mut r).map_err(err)?;
+                let data = r.read_buffer().map_err(err)?;
+                let version = r.read_i32().map_err(err)?;
+                let _ = self.assign_data(&path, data.as_deref(), version, hdr.zxid, hdr.time);
+            }
+            txn_type::SET_ACL => {
+                let path = String::decode(&mut r).map_err(err)?;
+                let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
+                let version = r.read_i32().map_err(err)?;
+                let _ = self.assign_acl(&path, acl, version);
+            }
+            txn_type::CHECK | txn_type::ERROR => {}
+            other => return Err(format!("unknown ZooKeeper transaction type {other}")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn session_passwords_follow_java_util_random() {
+        // `new java.util.Random(id ^ 0xB3415C00L).nextBytes(new byte[16])`, run on Java 17.
+        assert_eq!(hex(&zookeeper_session_password(0)), "f22acd4a97e69d6d20a49bb638eadb38");
+        assert_eq!(hex(&zookeeper_session_password(0x0100_017a_2b3c_0001)), "197db50ebb0f70b549d01f043076b499");
+    }
+}
