@@ -396,8 +396,17 @@ async fn run_session<R, W>(
         let at = reader.read_at;
         let mut r = Reader::new(&payload);
         let Ok(hdr) = RequestHeader::decode(&mut r) else { break };
+        // A place in the proposer's queue for what this request may propose (given back
+        // if it proposes nothing): while that queue is full this connection waits.
+        let slot = tokio::select! {
+            s = shared.proposals.clone().reserve_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut closed_rx => break,
+        };
         outbox.request_read();
-        dispatch(&shared, &session, &mut auth, hdr, r, at);
+        dispatch(&shared, &session, &mut auth, hdr, r, at, slot);
     }
     drop(session);
     drop_conn(&shared, conn_id);

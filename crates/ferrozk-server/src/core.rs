@@ -73,7 +73,8 @@ pub struct Core {
 pub struct Shared {
     pub config: ServerConfig,
     pub core: Mutex<Core>,
-    pub(crate) proposals: mpsc::UnboundedSender<Option<Outbound>>,
+    /// The proposer's input, bounded (see `order::Slot`).
+    pub(crate) proposals: mpsc::Sender<Option<Outbound>>,
     pub started: Instant,
     pub bound: SocketAddr,
     /// This member's id in the ensemble (1 when standalone).
@@ -114,8 +115,8 @@ impl Shared {
         bound: SocketAddr,
         tree: DataTree,
         my_id: u64,
-    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Option<Outbound>>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (Arc<Shared>, mpsc::Receiver<Option<Outbound>>) {
+        let (tx, rx) = mpsc::channel(crate::order::proposal_queue_len(&config));
         let ensemble = config.members.len() > 1;
         let global_limit = config.global_outstanding_limit;
         // Session ids carry the server id in their top byte, as ZooKeeper's do (0 standalone).
@@ -154,7 +155,7 @@ impl Shared {
 
     /// Asks the proposer to send what it has and stop.
     pub fn stop_proposer(&self) {
-        let _ = self.proposals.send(None);
+        self.hand_to_proposer(None, None);
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Core> {

@@ -14,7 +14,7 @@ use ferrozk_tree::{acl, Txn, TxnOp};
 
 use crate::core::{wall_ms, ConnId, Outbox, Shared};
 use crate::ops::{self, reply_frame, write_txn};
-use crate::order::{Reply, ReplyTo, Waiting};
+use crate::order::{Reply, ReplyTo, Slot, Waiting};
 
 /// The established session a connection serves, as dispatching needs it.
 pub struct Session {
@@ -28,7 +28,17 @@ pub struct Session {
 
 /// Routes one request of session `s`, read at `at`; `auth` is the connection's identities,
 /// which an `auth` packet extends.
-pub fn dispatch(shared: &Arc<Shared>, s: &Session, auth: &mut Arc<Vec<Id>>, hdr: RequestHeader, mut r: Reader<'_>, at: Instant) {
+/// `slot` is the connection's place in the proposer's queue, for what the request proposes.
+pub fn dispatch(
+    shared: &Arc<Shared>,
+    s: &Session,
+    auth: &mut Arc<Vec<Id>>,
+    hdr: RequestHeader,
+    mut r: Reader<'_>,
+    at: Instant,
+    slot: Slot,
+) {
+    let mut slot = Some(slot);
     let (conn_id, session, read_only, peer, out) = (s.conn, s.id, s.read_only, s.peer, &s.out);
     {
         let mut core = shared.lock();
@@ -50,7 +60,7 @@ pub fn dispatch(shared: &Arc<Shared>, s: &Session, auth: &mut Arc<Vec<Id>>, hdr:
             if ops::is_write_opcode(hdr.op) {
                 // ZooKeeper fails an undecodable write in preparation: it still takes a zxid.
                 let txn = Txn { session, time: wall_ms(), auth: auth.to_vec(), op: TxnOp::Error(ErrorCode::MarshallingError) };
-                shared.submit_write(txn, Reply::Client(reply_to()));
+                shared.submit_write(txn, Reply::Client(reply_to()), slot.take());
             } else {
                 let zxid = shared.lock().tree.last_zxid();
                 ordered(reply_frame(hdr.xid, zxid, ErrorCode::MarshallingError.code(), None), false);
@@ -102,7 +112,7 @@ pub fn dispatch(shared: &Arc<Shared>, s: &Session, auth: &mut Arc<Vec<Id>>, hdr:
     if let Request::Reconfig(r) = &req {
         if shared.ensemble {
             match crate::raft::prepare_reconfig(shared, auth, r) {
-                Ok(plan) => shared.submit_reconfig(reply_to(), plan),
+                Ok(plan) => shared.submit_reconfig(reply_to(), plan, slot.take()),
                 Err(code) => {
                     let zxid = shared.lock().tree.last_zxid();
                     ordered(reply_frame(hdr.xid, zxid, code.code(), None), false);
@@ -113,12 +123,12 @@ pub fn dispatch(shared: &Arc<Shared>, s: &Session, auth: &mut Arc<Vec<Id>>, hdr:
     }
     if let Some(txn_op) = write_txn(&req) {
         let txn = Txn { session, time: wall_ms(), auth: auth.to_vec(), op: txn_op };
-        shared.submit_write(txn, Reply::Client(reply_to()));
+        shared.submit_write(txn, Reply::Client(reply_to()), slot.take());
     } else if let Request::Sync(r) = req {
-        shared.submit_sync(reply_to(), r.path);
+        shared.submit_sync(reply_to(), r.path, slot.take());
     } else {
         if shared.config.linearizable_reads && !read_only && !matches!(req, Request::Ping | Request::SetWatches(..)) {
-            shared.submit_barrier(conn_id);
+            shared.submit_barrier(conn_id, slot.take());
         }
         // Answered now unless writes of this connection are in flight. The reply is
         // queued under the lock, so it follows any notification of a change it shows.

@@ -93,11 +93,44 @@ impl Reply {
     }
 }
 
+/// A place in the proposer's input queue. That queue is bounded: a connection takes a slot
+/// before it dispatches a request (waiting, and so not reading, while the queue is full), and
+/// what the request proposes goes into it. The server's own messages (session closes, reaped
+/// containers, liveness reports, relayed writes) go in when there is room, or wait in a task
+/// of their own; there are at most a few per session.
+pub type Slot = tokio::sync::mpsc::OwnedPermit<Option<Outbound>>;
+
+/// The proposer's input queue, in messages: `globalOutstandingLimit` (1000 when unlimited).
+pub(crate) fn proposal_queue_len(config: &crate::config::ServerConfig) -> usize {
+    match config.global_outstanding_limit {
+        0 => 1000,
+        n => n.clamp(64, 1 << 16),
+    }
+}
+
 impl Shared {
+    /// Hands a message to the proposer: through `slot` when the request that makes it took one.
+    pub(crate) fn hand_to_proposer(&self, o: Option<Outbound>, slot: Option<Slot>) {
+        use tokio::sync::mpsc::error::TrySendError;
+        if let Some(slot) = slot {
+            slot.send(o);
+            return;
+        }
+        match self.proposals.try_send(o) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(o)) => {
+                let tx = self.proposals.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(o).await;
+                });
+            }
+        }
+    }
+
     /// Sends a write to consensus; the receiver yields its result once applied here.
     pub fn propose(&self, session: i64, auth: Vec<Id>, op: TxnOp) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
-        self.submit_write(Txn { session, time: wall_ms(), auth, op }, Reply::Internal(tx));
+        self.submit_write(Txn { session, time: wall_ms(), auth, op }, Reply::Internal(tx), None);
         rx
     }
 
@@ -107,33 +140,33 @@ impl Shared {
     }
 
     pub(crate) fn propose_detached(&self, session: i64, op: TxnOp) {
-        self.submit_write(Txn { session, time: wall_ms(), auth: Vec::new(), op }, Reply::None);
+        self.submit_write(Txn { session, time: wall_ms(), auth: Vec::new(), op }, Reply::None, None);
     }
 
     /// Proposes a client's write; it is answered on its connection, in order, once applied.
-    pub fn submit_write(&self, txn: Txn, reply: Reply) {
+    pub fn submit_write(&self, txn: Txn, reply: Reply, slot: Option<Slot>) {
         let mut bytes = Vec::with_capacity(256);
         txn.encode(&mut bytes);
-        self.submit(Some(bytes), reply);
+        self.submit(Some(bytes), reply, slot);
     }
 
     /// A `sync`: a barrier entry through the leader; once this member applies it, every write
     /// acknowledged before the sync is visible here.
-    pub fn submit_sync(&self, reply: ReplyTo, path: String) {
-        self.submit(None, Reply::Sync(reply, path));
+    pub fn submit_sync(&self, reply: ReplyTo, path: String, slot: Option<Slot>) {
+        self.submit(None, Reply::Sync(reply, path), slot);
     }
 
     /// With `linearizableReads`: the connection's next read waits for a barrier entry, so it
     /// sees every write acknowledged anywhere before it was asked.
-    pub fn submit_barrier(&self, conn: ConnId) {
-        self.submit(None, Reply::Barrier(conn));
+    pub fn submit_barrier(&self, conn: ConnId, slot: Option<Slot>) {
+        self.submit(None, Reply::Barrier(conn), slot);
     }
 
     /// A client's reconfig: the leader changes the membership, then the new config is
     /// applied like a write and answered in this connection's order.
-    pub fn submit_reconfig(&self, reply: ReplyTo, plan: crate::raft::ReconfigPlan) {
+    pub fn submit_reconfig(&self, reply: ReplyTo, plan: crate::raft::ReconfigPlan, slot: Option<Slot>) {
         let token = self.register(Reply::Client(reply));
-        let _ = self.proposals.send(Some(Outbound::Reconfig { token, plan }));
+        self.hand_to_proposer(Some(Outbound::Reconfig { token, plan }), slot);
     }
 
     /// Answers a write that will not be applied with ZooKeeper's error `code`.
@@ -171,10 +204,10 @@ impl Shared {
         self.lock().writes.values().any(|w| w.session == session)
     }
 
-    fn submit(&self, txn: Option<Vec<u8>>, reply: Reply) {
+    fn submit(&self, txn: Option<Vec<u8>>, reply: Reply, slot: Option<Slot>) {
         let token = self.register(reply);
         let command = Command { origin: self.my_id, token, txn };
-        let _ = self.proposals.send(Some(Outbound::Write { token, command }));
+        self.hand_to_proposer(Some(Outbound::Write { token, command }), slot);
     }
 
     /// The proposer hands these writes to `leader` in `term` now.
@@ -229,9 +262,10 @@ impl Shared {
         }
     }
 
-    /// Writes another member forwarded to this leader, proposed with its own.
-    pub fn relay(&self, commands: Vec<Command>) {
-        let _ = self.proposals.send(Some(Outbound::Relay(commands)));
+    /// Writes another member forwarded to this leader, proposed with its own. Waits while the
+    /// proposer's queue is full: the member's stream is not read meanwhile.
+    pub async fn relay(&self, commands: Vec<Command>) {
+        let _ = self.proposals.send(Some(Outbound::Relay(commands))).await;
     }
 }
 

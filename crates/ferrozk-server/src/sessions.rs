@@ -66,7 +66,7 @@ impl Shared {
     pub(crate) fn report_liveness(&self) {
         let ids: Vec<i64> = self.lock().touched.drain().collect();
         if !ids.is_empty() && !self.is_leader() {
-            let _ = self.proposals.send(Some(Outbound::Touch(ids)));
+            self.hand_to_proposer(Some(Outbound::Touch(ids)), None);
         }
     }
 }

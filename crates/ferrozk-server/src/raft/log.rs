@@ -146,7 +146,7 @@ enum LogOp {
 
 pub struct LogStore {
     pub(super) shared: Arc<LogShared>,
-    ops: std::sync::mpsc::Sender<LogOp>,
+    ops: std::sync::mpsc::SyncSender<LogOp>,
 }
 
 #[derive(Clone)]
@@ -185,6 +185,11 @@ pub struct LogFiles {
 /// How many decoded entries may wait between the thread reading the log and the one applying
 /// them at start (each up to [`MAX_ENTRY_BYTES`]).
 const REPLAY_QUEUE: usize = 16;
+
+/// Operations waiting for the log thread, at most. openraft hands it one batch at a time per
+/// leader entry or AppendEntries (the proposer keeps one entry in flight), so this bound is
+/// never reached in practice; if it were, openraft would wait for the disk rather than queue.
+const LOG_QUEUE: usize = 64;
 
 impl LogFiles {
     /// Reads and checks every record after the purge point. Records after `covered` (a record
@@ -325,7 +330,7 @@ impl LogStore {
                 committed,
             }),
         });
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE);
         let thread = std::thread::Builder::new()
             .name("ferrozk-log".into())
             .spawn({

@@ -291,7 +291,7 @@ impl Consensus {
     pub async fn start(
         shared: Arc<Shared>,
         restored: Restored,
-        proposals: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>,
+        proposals: tokio::sync::mpsc::Receiver<Option<Outbound>>,
         peers: Option<TcpListener>,
     ) -> Result<Consensus, ConsensusError> {
         let Restored { recovered, log, log_thread } = restored;

@@ -281,7 +281,7 @@ async fn serve_peer(
                     match read_msg::<Forwarded>(&mut s).await? {
                         // Proposed in the member's order; if this member is no longer leader the
                         // entry is dropped and the member, seeing the new leader, fails it.
-                        Forwarded::Writes(c) => shared.relay(c),
+                        Forwarded::Writes(c) => shared.relay(c).await,
                         Forwarded::Touch(ids) => shared.touch_sessions(&ids),
                     }
                 }

@@ -40,7 +40,7 @@ const ENTRIES_IN_FLIGHT: usize = 1;
 
 /// Sends this member's writes to the leader in order: as batched log entries when this
 /// member leads, over one stream to the leader otherwise.
-pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Option<Outbound>>) {
+pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Option<Outbound>>) {
     let me = shared.my_id;
     let mut metrics = raft.server_metrics();
     let mut link: Option<(u64, TcpStream)> = None;
@@ -65,7 +65,7 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
             if rx.recv_many(&mut batch, limit).await == 0 {
                 return;
             }
-        } else {
+        } else if queue.len() < MAX_QUEUED {
             // Writes are waiting for an entry: take what else arrived, without waiting.
             while batch.len() < limit {
                 match rx.try_recv() {
@@ -189,6 +189,11 @@ pub async fn run_proposer(shared: Arc<Shared>, raft: Raft, mut rx: tokio::sync::
     }
 }
 
+/// Writes a leader holds in its [`FairQueue`] at most; past it, the input queue is left to
+/// fill, and connections wait (`order::Slot`). What the members admit (`globalOutstandingLimit`
+/// each) stays well below it, so that all of it competes fairly for the next entry.
+const MAX_QUEUED: usize = 8 * MAX_BATCH;
+
 /// The writes a leader has taken and not yet proposed, one queue a session (its order kept),
 /// taken in turn into entries.
 #[derive(Default)]
@@ -196,6 +201,7 @@ struct FairQueue {
     sessions: HashMap<i64, VecDeque<Command>>,
     /// Sessions with writes waiting, in the order they take their turns.
     turns: VecDeque<i64>,
+    len: usize,
 }
 
 impl FairQueue {
@@ -203,9 +209,14 @@ impl FairQueue {
         self.turns.is_empty()
     }
 
+    fn len(&self) -> usize {
+        self.len
+    }
+
     fn clear(&mut self) {
         self.sessions.clear();
         self.turns.clear();
+        self.len = 0;
     }
 
     fn push(&mut self, command: Command) {
@@ -218,6 +229,7 @@ impl FairQueue {
             self.turns.push_back(session);
         }
         q.push_back(command);
+        self.len += 1;
     }
 
     /// The next log entry: a write from each waiting session in turn, at most MAX_BATCH
@@ -236,6 +248,7 @@ impl FairQueue {
             }
             bytes += n;
             entry.extend(q.pop_front());
+            self.len -= 1;
             if q.is_empty() {
                 self.sessions.remove(&session);
             } else {
@@ -297,9 +310,10 @@ mod tests {
         q.push(write(9, 0, 10));
         q.push(Command { origin: 2, token: 1, txn: None });
         q.push(write(9, 1, 10));
+        assert_eq!(q.len(), 8);
         let entry = q.next_entry();
         assert_eq!(entry.len(), 8);
-        assert!(q.is_empty());
+        assert_eq!((q.is_empty(), q.len()), (true, 0));
         assert_eq!(tags(&entry[..2]), vec![(7, 0), (9, 0)]);
         assert!(entry[2].txn.is_none(), "the barrier's turn comes third");
         let of = |s: i64| tags(&entry).into_iter().filter(|(x, _)| *x == s).map(|(_, n)| n).collect::<Vec<_>>();
