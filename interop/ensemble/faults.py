@@ -12,8 +12,15 @@ link looks). Meanwhile kazoo clients, each connected to all members, run:
 - write-then-sync-then-read probes across two members;
 - with `--flood`, two raw-protocol flooders (`flood_worker`) pipelining 1 KB setData on /flood
   as fast as a member takes them, one reading its replies and one never reading, which must
-  not starve the clients above (issue 15). run.sh floods; it passes on 3 and 5 members
-  (about 370k flood writes beside the checks in 40 s, debug build at opt-level 1, 2 cores).
+  not starve the clients above (issue 15). With the release build it passes on 3 and 5
+  members (FERROZK_BIN=target/release/ferrozk faults.py --flood: 448k flood writes beside
+  1,852 acknowledged creates and 599 increments, 3 members, 2026-12-07). On the debug build
+  that CI uses the ensemble does not keep up: one tokio worker (cores / 2) runs client
+  connections and consensus alike, and at opt-level 0 the flood's connections leave openraft's
+  AppendEntries past its heartbeat interval (83 ms), so members churn through elections. With
+  every crate at opt-level 1 it passes (372k flood writes), but CI then takes about 30 minutes;
+  with only ferrozk's crates at 1, it passes with the ensemble mostly unavailable. So run.sh
+  does not flood yet; the fix is to keep consensus off the connections' worker.
 
 and the fault loop kills members (SIGKILL, the leader as often as not), pauses them
 (SIGSTOP/SIGCONT) or cuts them off, one fault at a time, healing each after a while.
