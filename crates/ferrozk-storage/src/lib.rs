@@ -158,7 +158,7 @@ impl Wal {
                 }
                 Ok(true)
             };
-            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, &mut expected, &mut wanted)?;
+            let (valid_len, zeros_after) = read_segment(path, *first, last_segment, 0, &mut expected, &mut wanted)?;
             if last_segment {
                 end_of_last = valid_len;
                 let len = fs::metadata(path).map_err(|e| StorageError::Io(path.clone(), e))?.len();
@@ -380,7 +380,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Record>, StorageError> {
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| StorageError::Damaged { file: path.to_path_buf(), offset: 0, reason: "not a log segment name".into() })?;
     let mut out = Vec::new();
-    read_segment(path, first, true, &mut None, &mut |index, term, payload| {
+    read_segment(path, first, true, 0, &mut None, &mut |index, term, payload| {
         out.push(Record { index, term, payload: payload.to_vec() });
         Ok(true)
     })?;
@@ -420,7 +420,7 @@ pub fn read_range(dir: &Path, after: u64, upto: u64, max_bytes: usize) -> Result
             break;
         }
         // The newest segment may end in a record still being written: treat it as the tail.
-        read_segment(path, *first, true, &mut None, &mut |index, term, payload| {
+        read_segment(path, *first, true, after + 1, &mut None, &mut |index, term, payload| {
             if index > after && index <= upto {
                 bytes += payload.len();
                 out.push(Record { index, term, payload: payload.to_vec() });
@@ -454,6 +454,7 @@ const WINDOW: usize = 1 << 20;
 
 impl Window {
     /// Makes the file's bytes `[pos, pos + n)` available; false if the file ends before.
+    /// `pos` never goes back; it may jump ahead past what was read (records stepped over).
     fn fill(&mut self, pos: usize, n: usize) -> io::Result<bool> {
         debug_assert!(pos >= self.start);
         if pos + n <= self.start + self.buf.len() {
@@ -464,7 +465,7 @@ impl Window {
         while self.buf.len() < n && !self.eof {
             let have = self.buf.len();
             self.buf.resize(have + (n - have).max(WINDOW), 0);
-            let got = self.file.read(&mut self.buf[have..])?;
+            let got = self.file.read_at(&mut self.buf[have..], (self.start + have) as u64)?;
             self.buf.truncate(have + got);
             self.eof = got == 0;
         }
@@ -497,12 +498,15 @@ impl Window {
 }
 
 /// Reads and checks one segment's records in order, handing each to `each` (index, term,
-/// payload) for as long as it returns true. Returns where the records end and whether only
-/// zeros follow.
+/// payload) for as long as it returns true. Records before index `from` are stepped over
+/// (their headers followed, their payloads neither read nor checksummed: whoever reads them
+/// checks them): a reader after one entry near a segment's end does not check the whole
+/// segment. Returns where the records end and whether only zeros follow.
 fn read_segment(
     path: &Path,
     first: u64,
     last_segment: bool,
+    from: u64,
     expected: &mut Option<u64>,
     each: &mut EachRecordUntil,
 ) -> Result<(u64, bool), StorageError> {
@@ -554,12 +558,18 @@ fn read_segment(
         }
         let end = RECORD_HEADER + len as usize;
         let too_short = (pos + end) as u64 > file_len;
-        if len > MAX_RECORD || too_short || !w.fill(pos, end).map_err(io)? {
+        let step_over = index < from && index == expected.unwrap_or(index);
+        if len > MAX_RECORD || too_short || (!step_over && !w.fill(pos, end).map_err(io)?) {
             if last_segment && (too_short || torn_tail(&w, pos + RECORD_HEADER)?) {
                 let (end, zeros) = ended(&w, pos)?;
                 return Ok((end, zeros));
             }
             return Err(damaged(pos as u64, format!("record length {len} runs past the end of the file")));
+        }
+        if step_over {
+            *expected = Some(index + 1);
+            pos += end;
+            continue;
         }
         let payload = w.bytes(pos + RECORD_HEADER, len as usize);
         if crc(index, term, payload) != sum {
@@ -768,5 +778,35 @@ mod tests {
             }
             other => panic!("expected damage, got {:?}", other.map(|(_, r)| r)),
         }
+    }
+
+    #[test]
+    fn a_range_read_checks_the_records_it_returns_and_steps_over_earlier_ones() {
+        let d = tmpdir("range");
+        {
+            let (mut wal, _) = Wal::open(&d).unwrap();
+            for i in 1..=30u32 {
+                wal.append(1, &vec![i as u8; 300_000]).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        let recs = read_range(&d, 26, 30, usize::MAX).unwrap();
+        assert_eq!(recs.iter().map(|r| r.index).collect::<Vec<_>>(), vec![27, 28, 29, 30]);
+        assert_eq!(recs[0].payload, vec![27; 300_000]);
+        // 1 MB at most, however many are asked for.
+        assert_eq!(read_range(&d, 0, 30, 1 << 20).unwrap().len(), 4);
+        // Damage in record 10's payload: reads after it do not look at it, reads through it fail.
+        let seg = d.join(segment_name(1));
+        let mut data = fs::read(&seg).unwrap();
+        let record_10 = HEADER_LEN as usize + 9 * (RECORD_HEADER + 300_000);
+        assert_eq!(u64::from_be_bytes(data[record_10 + 8..record_10 + 16].try_into().unwrap()), 10);
+        data[record_10 + RECORD_HEADER + 5] ^= 1;
+        fs::write(&seg, &data).unwrap();
+        assert_eq!(read_range(&d, 10, 12, usize::MAX).unwrap().len(), 2);
+        match read_range(&d, 8, 12, usize::MAX) {
+            Err(StorageError::Damaged { offset, .. }) => assert_eq!(offset, record_10 as u64),
+            other => panic!("expected damage, got {other:?}"),
+        }
+        fs::remove_dir_all(&d).unwrap();
     }
 }

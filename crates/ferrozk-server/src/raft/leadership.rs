@@ -70,7 +70,7 @@ pub fn raft_config(config: &ServerConfig) -> Result<openraft::Config, String> {
         // up to the snapshot before the newest: a damaged newest snapshot can still fall back
         // to that one plus the log.
         max_in_snapshot_log_to_keep: u64::MAX,
-        // Entries hold batches of up to 1 MB; APPEND_BUDGET_BYTES bounds a request in bytes.
+        // Entries hold batches of up to 1 MB; the log reader bounds a request in bytes.
         max_payload_entries: 64,
         install_snapshot_timeout: 10_000,
         ..Default::default()

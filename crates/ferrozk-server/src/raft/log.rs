@@ -65,26 +65,32 @@ impl LogShared {
     }
 
     /// Entries `[start, end)`: recent ones from memory, older ones from the files; no more than
-    /// about `max_bytes` of them (at least one).
+    /// `max_bytes` of them, or the first alone when it is larger.
     #[allow(clippy::result_large_err)] // openraft's StorageError, which its traits return
     fn entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        let mut fits = |out: &Vec<Entry<TypeConfig>>, e: &Entry<TypeConfig>| {
+            bytes += entry_bytes(e);
+            out.is_empty() || bytes <= max_bytes
+        };
         let mut next = start.max(self.cache().purged.map_or(0, |p| p.index + 1));
         loop {
             let c = self.cache();
             let end = end.min(c.last.map_or(0, |l| l.index + 1));
-            if next >= end || bytes >= max_bytes {
+            if next >= end {
                 return Ok(out);
             }
             if next < c.first {
                 let upto = end.min(c.first);
                 drop(c);
                 // Log index i is record i + 1: records (next, upto].
-                let recs = ferrozk_storage::read_range(&self.wal_dir, next, upto, max_bytes - bytes).map_err(read_err)?;
+                let recs = ferrozk_storage::read_range(&self.wal_dir, next, upto, max_bytes).map_err(read_err)?;
                 for r in recs {
                     let e = decode_entry(&r.payload).map_err(read_err)?;
-                    bytes += entry_bytes(&e);
+                    if !fits(&out, &e) {
+                        return Ok(out);
+                    }
                     out.push(e);
                     next += 1;
                 }
@@ -93,11 +99,10 @@ impl LogShared {
             }
             for i in next..end {
                 let Some(e) = c.entries.get((i - c.first) as usize) else { break };
-                bytes += entry_bytes(e);
-                out.push(e.clone());
-                if bytes >= max_bytes {
+                if !fits(&out, e) {
                     break;
                 }
+                out.push(e.clone());
             }
             return Ok(out);
         }
@@ -455,8 +460,9 @@ impl RaftLogReader<TypeConfig> for LogReader {
         self.shared.entries(s, e, usize::MAX)
     }
 
-    /// One AppendEntries carries about [`REPLICATION_BYTES`] at most: 2000 batched entries of
-    /// large values did not cross within an RPC's timeout, and a member behind never caught up.
+    /// One AppendEntries carries [`REPLICATION_BYTES`] at most (a larger entry goes alone): a
+    /// lagging member is caught up piece by piece, each piece answered within an RPC's timeout
+    /// (2000 batched entries of large values were not), and the leader holds one piece for it.
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, SErr> {
         self.shared.entries(start, end, REPLICATION_BYTES)
     }

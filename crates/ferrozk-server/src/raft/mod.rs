@@ -58,6 +58,7 @@ mod log;
 mod membership;
 mod network;
 mod proposer;
+mod runtime;
 mod state_machine;
 pub mod tools;
 
@@ -82,7 +83,7 @@ openraft::declare_raft_types!(
         Node = ZkNode,
         Entry = Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::PatientRuntime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

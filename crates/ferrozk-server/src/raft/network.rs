@@ -63,7 +63,7 @@ pub struct Network {
     addrs: BTreeMap<u64, String>,
     /// The shortest time an RPC is given (see `PeerClient::call`): openraft gives a
     /// replication request one heartbeat interval, and a member's fsync on a busy disk may take
-    /// longer.
+    /// longer (`runtime::PatientRuntime` lets openraft wait that long).
     min_ttl: Duration,
 }
 
@@ -163,10 +163,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ZkNode, RaftError<u64>>> {
-        if let Some(fit) = entries_over_budget(&rpc.entries) {
-            // openraft sends this many at most for the next few requests, then tries more.
-            return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fit as u64)));
-        }
         match self.call(PeerRequest::Append(rpc), option.hard_ttl()).await? {
             PeerResponse::Append(Ok(r)) => Ok(r),
             PeerResponse::Append(Err(e)) => Err(RPCError::RemoteError(self.remote(e))),
@@ -197,28 +193,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             _ => Err(unexpected()),
         }
     }
-}
-
-/// Bytes of entries one AppendEntries carries at most (a single larger entry still goes, alone).
-/// A follower that fell behind is caught up in pieces, each answered within openraft's
-/// timeout for the request (one heartbeat interval), rather than in one request that grows
-/// with the backlog and so never completes; and the leader holds one piece a follower at a
-/// time, not the backlog (a follower past the purged log gets a snapshot instead).
-pub(super) const APPEND_BUDGET_BYTES: usize = 1 << 20;
-
-/// How many of `entries` fit the budget, when not all do.
-fn entries_over_budget(entries: &[Entry<TypeConfig>]) -> Option<usize> {
-    let mut bytes = 0;
-    for (i, e) in entries.iter().enumerate() {
-        bytes += match &e.payload {
-            EntryPayload::Normal(Batch(commands)) => commands.iter().map(command_bytes).sum(),
-            _ => 64,
-        };
-        if bytes > APPEND_BUDGET_BYTES {
-            return (entries.len() > 1).then_some(i.max(1));
-        }
-    }
-    None
 }
 
 /// Serves the quorum port: Raft RPCs, and the write streams members forward to the leader.
