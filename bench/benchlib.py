@@ -1,6 +1,7 @@
 """What the benchmark scripts share: where the servers are, free ports, four-letter words, a
 zoo.cfg, starting a server of either kind, and a process's CPU time and memory from /proc."""
 import os
+import random
 import socket
 import subprocess
 
@@ -12,10 +13,24 @@ TICKS = os.sysconf("SC_CLK_TCK")
 BASE_CFG = "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n"
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up): a server restarted on
+    its ports must not find one taken meanwhile by some outgoing connection. Never the same
+    one twice in a process: nothing holds a port between this call and the server's bind."""
+    while True:
+        port = random.SystemRandom().randrange(12000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        _HANDED_OUT.add(port)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def four_letter(port, word, timeout=1):

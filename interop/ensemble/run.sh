@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fault test of ferrozk ensembles (see faults.py): a 3-member and a 5-member ensemble, each
 # with members killed, paused and cut off while kazoo clients check ZooKeeper's guarantees.
-# `--flood` (as an extra argument) adds two clients flooding writes; see faults.py for why CI's
-# debug build does not run it.
+# `--flood` (as an extra argument) adds two clients flooding writes; see faults.py for why CI
+# does not run it yet.
 #   FERROZK_BIN (default <repo>/target/debug/ferrozk), FAULT_SECONDS (default 40),
 #   FAULT_SEED (default: a fresh one per run, printed), extra arguments go to faults.py.
 set -euo pipefail

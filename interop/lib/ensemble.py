@@ -14,6 +14,7 @@ address, the common form), ``"port"`` (``;<port>``) or ``"addr"`` (``;127.0.0.1:
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,10 +30,24 @@ ZK_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/jav
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up): a server restarted on
+    its ports must not find one taken meanwhile by some outgoing connection. Never the same
+    one twice in a process: nothing holds a port between this call and the server's bind."""
+    while True:
+        port = random.SystemRandom().randrange(12000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        _HANDED_OUT.add(port)
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
 
 
 def four_letter(port, word, timeout=2.0):

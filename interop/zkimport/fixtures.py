@@ -74,10 +74,24 @@ def create_ttl(zk, path, data, ttl):
     return call(zk, req)
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up): a server restarted on
+    its ports must not find one taken meanwhile by some outgoing connection. Never the same
+    one twice in a process: nothing holds a port between this call and the server's bind."""
+    while True:
+        port = random.SystemRandom().randrange(12000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        _HANDED_OUT.add(port)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def ruok(port):

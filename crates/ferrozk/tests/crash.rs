@@ -26,8 +26,19 @@ struct Server {
     port: u16,
 }
 
+/// Below the kernel's ephemeral range, so that a restart on the same port finds it free.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    // From a random start, each call the next: never the same port twice in a process (the
+    // tests run side by side, and nothing holds a port until its server binds it).
+    use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 12000 + rand::random::<u16>() % 18000, SeqCst, SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, SeqCst);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn start(dir: &Path, port: u16) -> Server {

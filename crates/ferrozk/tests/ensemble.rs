@@ -9,8 +9,20 @@ use ferrozk_client::{open_acl, Client, CreateMode};
 use ferrozk_server::config::Member;
 use ferrozk_server::{Server, ServerBuilder, ServerConfig};
 
+/// A free port below the kernel's ephemeral range (32768 and up): a member restarted on its
+/// ports must not find one taken by another member's outgoing connection made meanwhile.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    // From a random start, each call the next: never the same port twice in a process (the
+    // tests run side by side, and nothing holds a port until its server binds it).
+    use std::sync::atomic::{AtomicU16, Ordering::SeqCst};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 12000 + rand::random::<u16>() % 18000, SeqCst, SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, SeqCst);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Plan {

@@ -16,8 +16,12 @@ pub(super) async fn stand_after_lease(raft: &Raft, shared: &Shared, replicated: 
     let (lease, election) = (raft.config().election_timeout_max, raft.config().election_timeout_min);
     let jitter = 20 + rand::random::<u64>() % (election / 2).max(1);
     let at = last_heard + lease + jitter;
+    let vote = raft.metrics().borrow().vote;
     tokio::time::sleep(Duration::from_millis(at.saturating_sub(shared.now()))).await;
-    if replicated.load(Ordering::Relaxed) > last_heard || shared.is_leader() {
+    // A vote given or a term begun meanwhile (the connection was a deposed leader's, and an
+    // election is under way or won): openraft's own timer is in charge. Standing then would
+    // depose the new leader before its first append arrived, and under load again and again.
+    if replicated.load(Ordering::Relaxed) > last_heard || shared.is_leader() || raft.metrics().borrow().vote != vote {
         return;
     }
     tracing::info!(
