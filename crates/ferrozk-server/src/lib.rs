@@ -417,6 +417,6 @@ impl Server {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        self.consensus.shutdown().await;
+        self.consensus.shutdown(&self.shared).await;
     }
 }

@@ -279,20 +279,7 @@ pub fn restore(config: &ServerConfig) -> Result<(DataTree, Restored), RecoveryEr
 
 /// Consensus as the server holds it: openraft and the tasks around it, behind the few calls the
 /// server makes, so that openraft's types stay in this module.
-///
-/// It runs on a thread of its own (a single-threaded runtime): openraft's core, replication,
-/// the peer port, the proposer and the state machine. Client connections run on the server's
-/// runtime, so a flood of requests queues there and cannot starve heartbeats, votes and
-/// appends of CPU: members under a flood stay in touch, as ZooKeeper's quorum threads do
-/// beside its connection threads.
 pub struct Consensus {
-    raft: Raft,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-/// What runs on the consensus thread.
-struct Running {
     raft: Raft,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     proposer: tokio::task::JoinHandle<()>,
@@ -308,73 +295,6 @@ impl Consensus {
         proposals: tokio::sync::mpsc::Receiver<Option<Outbound>>,
         peers: Option<TcpListener>,
     ) -> Result<Consensus, ConsensusError> {
-        let thread_err = |e: io::Error| ConsensusError::Raft(format!("cannot start the consensus thread: {e}"));
-        // Re-registered with the consensus thread's runtime, which then serves it.
-        let peers = peers.map(|l| l.into_std()).transpose().map_err(thread_err)?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("consensus".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(thread_err(e)));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let peers = match peers.map(TcpListener::from_std).transpose() {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(thread_err(e)));
-                            return;
-                        }
-                    };
-                    let running = match Running::start(shared.clone(), restored, proposals, peers).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(running.raft.clone()));
-                    // A dropped sender (the server gone without a shutdown) stops it too.
-                    let _ = stopped.await;
-                    running.shutdown(&shared).await;
-                });
-                // The runtime is dropped here, on its own thread: what is left of its tasks ends.
-            })
-            .map_err(thread_err)?;
-        match ready_rx.await {
-            Ok(Ok(raft)) => Ok(Consensus { raft, stop, thread }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConsensusError::Raft("the consensus thread ended as it started".into())),
-        }
-    }
-
-    /// Asks for a snapshot of everything applied so far (written in the background).
-    pub async fn snapshot(&self) -> io::Result<()> {
-        self.raft.trigger().snapshot().await.map_err(io::Error::other)
-    }
-
-    /// Stops: the writes handed over are proposed, then openraft stops, a snapshot being
-    /// written is let finish, and the log thread ends once its last batch is written.
-    pub async fn shutdown(self) {
-        let Consensus { raft, stop, thread } = self;
-        drop(raft);
-        let _ = stop.send(());
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-}
-
-impl Running {
-    async fn start(
-        shared: Arc<Shared>,
-        restored: Restored,
-        proposals: tokio::sync::mpsc::Receiver<Option<Outbound>>,
-        peers: Option<TcpListener>,
-    ) -> Result<Running, ConsensusError> {
         let Restored { recovered, log, log_thread } = restored;
         let raft = start(&shared.config, shared.clone(), log, recovered).await?;
         let mut tasks = vec![
@@ -389,11 +309,18 @@ impl Running {
             tracing::info!(addr = ?l.local_addr().ok(), id = shared.my_id, "serving ensemble members");
             tasks.push(tokio::spawn(serve_peers(l, raft.clone(), shared.clone())));
         }
-        Ok(Running { raft, tasks, proposer, log_thread })
+        Ok(Consensus { raft, tasks, proposer, log_thread })
     }
 
-    async fn shutdown(self, shared: &Shared) {
-        let Running { raft, tasks, mut proposer, log_thread } = self;
+    /// Asks for a snapshot of everything applied so far (written in the background).
+    pub async fn snapshot(&self) -> io::Result<()> {
+        self.raft.trigger().snapshot().await.map_err(io::Error::other)
+    }
+
+    /// Stops: the writes handed over are proposed, then openraft stops, a snapshot being
+    /// written is let finish, and the log thread ends once its last batch is written.
+    pub async fn shutdown(self, shared: &Shared) {
+        let Consensus { raft, tasks, mut proposer, log_thread } = self;
         for t in &tasks {
             t.abort();
         }
