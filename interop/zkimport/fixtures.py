@@ -30,6 +30,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from ensemble import free_port  # noqa: E402
+
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError, NodeExistsError, NotEmptyError
 from kazoo.protocol.serialization import Create2, long_struct
@@ -74,24 +77,6 @@ def create_ttl(zk, path, data, ttl):
     return call(zk, req)
 
 
-_HANDED_OUT = set()
-
-
-def free_port():
-    """A free port below the kernel's ephemeral range (32768 and up): a server restarted on
-    its ports must not find one taken meanwhile by some outgoing connection. Never the same
-    one twice in a process: nothing holds a port between this call and the server's bind."""
-    while True:
-        port = random.SystemRandom().randrange(12000, 32000)
-        if port in _HANDED_OUT:
-            continue
-        _HANDED_OUT.add(port)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def ruok(port):
