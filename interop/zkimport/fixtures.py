@@ -250,7 +250,7 @@ def flip(path, offset):
 
 
 def damaged_copies(data_dir, good):
-    """The same directory damaged four ways, each on a fresh copy: what ferrozk must do."""
+    """The same directory damaged six ways, each on a fresh copy: what ferrozk must do."""
     problems = []
     work = tempfile.mkdtemp(prefix="ferrozk-zkimport-damaged-")
 
@@ -277,18 +277,44 @@ def damaged_copies(data_dir, good):
         problems.append("damaged newest snapshot: read without complaint")
     elif ferrozk_tree(d) != good:
         problems.append("damaged newest snapshot: the fallback gives another tree")
+    # The newest log with a record in it (ZooKeeper, killed as it began a new log, may
+    # leave the newest one without even its header).
+    def newest_with_records(logs):
+        return [p for p in logs if os.path.getsize(p) > 16 + 12 + 5][-1]
+
     # A flipped byte inside a log record: refused, naming the file and the offset.
     d, _, logs = fresh()
-    flip(logs[-1], 16 + 12 + 2)
+    victim = newest_with_records(logs)
+    flip(victim, 16 + 12 + 2)
     out = ferrozk_import(d)
-    if out.returncode == 0 or os.path.basename(logs[-1]) not in out.stderr or "offset 16" not in out.stderr:
+    if out.returncode == 0 or os.path.basename(victim) not in out.stderr or "offset 16" not in out.stderr:
         problems.append(f"damaged log record: not refused as expected: {out.stderr.strip() or out.stdout[:200]}")
     # A log cut in its first record (a torn write): it ends there, as ZooKeeper reads it.
     d, _, logs = fresh()
-    os.truncate(logs[-1], 16 + 12 + 5)
+    os.truncate(newest_with_records(logs), 16 + 12 + 5)
     out = ferrozk_import(d)
     if out.returncode != 0:
         problems.append(f"log torn in its first record: refused: {out.stderr.strip()}")
+    # A newest log cut inside its header holds nothing and is passed over; the same cut in
+    # a log that newer ones follow is refused.
+    d, _, logs = fresh()
+    newest_zxid = int(os.path.basename(logs[-1]).split(".")[1], 16)
+    with open(os.path.join(d, "version-2", f"log.{newest_zxid + 1000:x}"), "wb") as f:
+        f.write(b"ZK")
+    try:
+        if ferrozk_tree(d) != good:
+            problems.append("a newest log cut inside its header changes the import")
+    except AssertionError as e:
+        problems.append(f"a newest log cut inside its header: {e}")
+    # (Only the first snapshot kept, so that the cut log is one the import must read.)
+    d, snaps, logs = fresh()
+    if len(logs) >= 3:
+        for p in snaps[1:]:
+            os.remove(p)
+        os.truncate(logs[1], 7)
+        out = ferrozk_import(d)
+        if out.returncode == 0 or "newer logs follow" not in out.stderr:
+            problems.append(f"a middle log cut inside its header: not refused: {out.stderr.strip() or out.stdout[:200]}")
     # A missing log between the only snapshot left and the rest: a gap, refused.
     d, snaps, logs = fresh()
     if len(logs) >= 3:

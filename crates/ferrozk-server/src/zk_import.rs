@@ -130,8 +130,21 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: &Path, config: TreeConfig) -> Re
     let mut replayed = 0;
     // The log that holds the snapshot's next transaction starts at or before it.
     let first = files.logs.iter().rposition(|l| l.zxid <= snap_zxid).unwrap_or(0);
-    for log in &files.logs[first..] {
+    for (i, log) in files.logs.iter().enumerate().skip(first) {
         let mut reader = TxnLogReader::open(&log.path)?;
+        if reader.header_torn {
+            // The newest log may have been cut before its header, as ZooKeeper 3.9.3 and
+            // later accept; one in the middle lost what its successors depend on.
+            if i + 1 < files.logs.len() {
+                return Err(ImportError::Damaged {
+                    file: log.path.clone(),
+                    offset: 0,
+                    reason: "shorter than a log file header, and newer logs follow".into(),
+                });
+            }
+            tracing::warn!(log = %log.path.display(), "the newest ZooKeeper log ends inside its header; it holds no transaction");
+            continue;
+        }
         while let Some((offset, entry)) = reader.next_record()? {
             let zxid = entry_zxid(&entry).ok_or_else(|| ImportError::Damaged {
                 file: log.path.clone(),

@@ -188,6 +188,9 @@ pub struct TxnLogReader {
     path: PathBuf,
     offset: u64,
     done: bool,
+    /// The file ends inside its 16-byte header: ZooKeeper was stopped between creating a
+    /// new log and writing its header, so the file holds no record (ZOOKEEPER-2332).
+    pub header_torn: bool,
 }
 
 impl TxnLogReader {
@@ -197,7 +200,7 @@ impl TxnLogReader {
         let mut head = [0u8; 16];
         let n = read_full(&mut r, &mut head).map_err(|e| StorageError::Io(path.to_path_buf(), e))?;
         if n < 16 {
-            return Err(damaged(path, 0, "shorter than a log file header"));
+            return Ok(TxnLogReader { r, path: path.to_path_buf(), offset: 0, done: true, header_torn: true });
         }
         let magic = i32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
         if magic != LOG_MAGIC {
@@ -207,7 +210,7 @@ impl TxnLogReader {
         if version != 2 {
             return Err(damaged(path, 4, format!("unsupported log version {version}")));
         }
-        Ok(TxnLogReader { r, path: path.to_path_buf(), offset: 16, done: false })
+        Ok(TxnLogReader { r, path: path.to_path_buf(), offset: 16, done: false, header_torn: false })
     }
 
     /// The next record and its offset in the file; `None` at the end of the log.
@@ -303,6 +306,11 @@ mod tests {
         let wrong = dir.join("log.2");
         std::fs::write(&wrong, b"ZKSN-not-a-log-at-all").unwrap();
         assert!(TxnLogReader::open(&wrong).err().expect("refused").to_string().contains("not a ZooKeeper transaction log"));
+        // Created but never given its header: no records, marked torn for the caller.
+        let empty = dir.join("log.3");
+        std::fs::write(&empty, &LOG_MAGIC.to_be_bytes()[..3]).unwrap();
+        let mut r = TxnLogReader::open(&empty).unwrap();
+        assert!(r.header_torn && r.next_record().unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
