@@ -20,7 +20,7 @@ mod order;
 mod outbox;
 mod raft;
 mod sessions;
-pub use raft::{tools, ConsensusError, RecoveryError};
+pub use raft::{has_no_ferrozk_data, tools, ConsensusError, RecoveryError};
 mod snapshot_child;
 mod stats;
 mod tls;
@@ -197,6 +197,7 @@ impl ServerBuilder {
         let (tree, restored) = tokio::task::spawn_blocking({
             let config = config.clone();
             move || -> Result<_, raft::RecoveryError> {
+                zk_import::take_over(&config, my_id)?;
                 let restored = raft::restore(&config)?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc
                 // arenas (tens of MB on a big log); hand it back before serving.
@@ -299,7 +300,7 @@ async fn listen(what: &'static str, addr: String) -> Result<TcpListener, StartEr
 }
 
 /// `myid` decides which `server.N` line is this server; a standalone server is member 1.
-fn resolve_my_id(config: &ServerConfig) -> Result<u64, String> {
+pub fn resolve_my_id(config: &ServerConfig) -> Result<u64, String> {
     let from_file = || -> Result<Option<u64>, String> {
         let path = config.data_dir.join("myid");
         match std::fs::read_to_string(&path) {

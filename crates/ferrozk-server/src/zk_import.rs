@@ -8,7 +8,11 @@ use std::time::Instant;
 
 use ferrozk_storage::zookeeper::{open_snapshot, TxnLogReader, ZkFiles};
 use ferrozk_storage::StorageError;
+use ferrozk_tree::zookeeper::ZkAcls;
 use ferrozk_tree::{DataTree, TreeConfig};
+
+use crate::config::ServerConfig;
+use crate::raft::RecoveryError;
 
 /// What was read, and from where.
 pub struct ZkImport {
@@ -56,6 +60,8 @@ pub enum ImportError {
     },
     /// No snapshot could be read.
     NoSnapshot(Vec<(PathBuf, String)>),
+    /// ZooKeeper's last zxid leaves ferrozk's zxids no room above it (past epoch 32767).
+    ZxidTooHigh(i64),
 }
 
 impl std::fmt::Display for ImportError {
@@ -69,6 +75,11 @@ impl std::fmt::Display for ImportError {
                 f,
                 "ZooKeeper's log has a gap: {} at offset {offset} holds zxid 0x{found:x}, but 0x{expected:x} was never logged",
                 file.display()
+            ),
+            ImportError::ZxidTooHigh(z) => write!(
+                f,
+                "ZooKeeper's last zxid 0x{z:x} (epoch {}) leaves ferrozk's zxids no room above it: imports end at 0x7ffffffffffd (epoch 32767)",
+                z >> 32
             ),
             ImportError::NoSnapshot(tried) => {
                 write!(f, "no ZooKeeper snapshot could be read")?;
@@ -89,9 +100,26 @@ impl From<StorageError> for ImportError {
     }
 }
 
-/// Whether `data_dir` (or `log_dir`) holds ZooKeeper's files.
-pub fn has_zookeeper_data(data_dir: &Path, log_dir: &Path) -> bool {
-    ZkFiles::scan(data_dir, log_dir).is_ok_and(|f| !f.is_empty())
+/// At a server's start: when its data directory holds Apache ZooKeeper's files and none of
+/// ferrozk's, reads them and writes ferrozk's data from them (`raft::adopt`), logging one line.
+/// Returns what was imported, if anything.
+pub fn take_over(config: &ServerConfig, my_id: u64) -> Result<Option<ZkImport>, RecoveryError> {
+    if !crate::raft::has_no_ferrozk_data(config) {
+        return Ok(None);
+    }
+    let log_dir = config.data_log_dir.clone().unwrap_or_else(|| config.data_dir.clone());
+    let Some(import) =
+        read_zookeeper(&config.data_dir, &log_dir, crate::core::tree_config(config)).map_err(RecoveryError::ZooKeeper)?
+    else {
+        return Ok(None);
+    };
+    let log_id = crate::raft::adopt(config, my_id, &import)?;
+    tracing::info!(
+        "imported Apache ZooKeeper's data: {} (ferrozk's log continues at entry {}; ZooKeeper's files are left as they were)",
+        import.summary(),
+        log_id.index + 1
+    );
+    Ok(Some(import))
 }
 
 /// Reads ZooKeeper's snapshots from `data_dir/version-2` and its logs from
@@ -119,11 +147,11 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: &Path, config: TreeConfig) -> Re
             }
         }
     }
-    let (snapshot, mut tree, snap_zxid) = match chosen {
-        Some((file, s)) => (Some(file.path), s.tree, file.zxid),
+    let (snapshot, mut tree, mut acls, snap_zxid) = match chosen {
+        Some((file, s)) => (Some(file.path), s.tree, s.acls, file.zxid),
         // ZooKeeper writes a snapshot when it first starts; without one, the logs are
         // replayed over an empty tree only if they begin at the first zxid (the gap check).
-        None if files.snapshots.is_empty() => (None, DataTree::new(config), 0),
+        None if files.snapshots.is_empty() => (None, DataTree::new(config), ZkAcls::default(), 0),
         None => return Err(ImportError::NoSnapshot(skipped)),
     };
     let mut last = snap_zxid;
@@ -158,7 +186,7 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: &Path, config: TreeConfig) -> Re
             if zxid >> 32 == last >> 32 && zxid != last + 1 {
                 return Err(ImportError::Gap { file: log.path.clone(), offset, expected: last + 1, found: zxid });
             }
-            tree.replay_zookeeper_txn(&entry).map_err(|reason| ImportError::Damaged {
+            tree.replay_zookeeper_txn(&entry, &mut acls).map_err(|reason| ImportError::Damaged {
                 file: log.path.clone(),
                 offset,
                 reason,
@@ -167,6 +195,11 @@ pub fn read_zookeeper(data_dir: &Path, log_dir: &Path, config: TreeConfig) -> Re
             replayed += 1;
         }
     }
+    tree.resolve_zookeeper_acls(&mut acls).map_err(|reason| ImportError::Damaged {
+        file: snapshot.clone().unwrap_or_default(),
+        offset: 0,
+        reason,
+    })?;
     let last_zxid = last.max(tree.last_zxid());
     tree.set_last_zxid(last_zxid);
     Ok(Some(ZkImport {

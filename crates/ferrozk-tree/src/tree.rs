@@ -460,6 +460,19 @@ impl DataTree {
         Ok(())
     }
 
+    /// Sets the ACL of the node at `p` created at `czxid`, its Stat unchanged; false when no
+    /// such node is there (for ACLs a ZooKeeper log defines after a fuzzy snapshot).
+    pub(crate) fn restore_acl(&mut self, p: &str, czxid: i64, acl: Vec<Acl>) -> bool {
+        let Some(id) = self.store.find(p) else { return false };
+        let st = self.store.get(id).persisted();
+        if st.czxid != czxid {
+            return false;
+        }
+        let acl = self.store.intern_acl(acl);
+        self.store.set_meta(id, &st, acl);
+        true
+    }
+
     /// `killSession`: the session goes with the ephemerals its record lists and any others
     /// it still owns.
     pub(crate) fn close_zookeeper_session(&mut self, session: i64, listed: &[String], zxid: i64) {

@@ -32,10 +32,46 @@ const SUPER_SECRET: i64 = 0xB341_5C00;
 /// A tree read from a ZooKeeper snapshot, and what its trailers said.
 pub struct ZkSnapshot {
     pub tree: DataTree,
+    /// ZooKeeper's ACL cache as the snapshot left it, for the log's replay.
+    pub acls: ZkAcls,
     /// The digest trailer (3.6+): the zxid it was computed at, and the digest.
     pub digest: Option<(i64, i64)>,
     /// The lastProcessedZxid trailer (3.9+).
     pub last_processed_zxid: Option<i64>,
+}
+
+/// ZooKeeper's ACL cache (`ReferenceCountedACLCache`) while a data directory loads. A snapshot
+/// is fuzzy: its ACL map is written before its nodes, so a node created meanwhile may name an
+/// ACL key the map lacks. ZooKeeper gives every create's and setACL's list a key as the log
+/// replays (a list it has not seen gets the next one), which defines those keys; so does this.
+/// (ZooKeeper also drops a list whose last node goes; that is not followed here.)
+#[derive(Default)]
+pub struct ZkAcls {
+    keys: HashMap<Vec<Acl>, i64>,
+    lists: HashMap<i64, Vec<Acl>>,
+    last_key: i64,
+    /// Nodes of the snapshot whose key its map does not hold: path -> (key, czxid).
+    pending: HashMap<String, (i64, i64)>,
+}
+
+impl ZkAcls {
+    fn insert(&mut self, key: i64, list: Vec<Acl>) {
+        self.last_key = self.last_key.max(key);
+        self.keys.insert(list.clone(), key);
+        self.lists.insert(key, list);
+    }
+
+    /// `convertAcls`: a list not seen before gets the next key.
+    fn convert(&mut self, list: &[Acl]) {
+        if !self.keys.contains_key(list) {
+            self.insert(self.last_key + 1, list.to_vec());
+        }
+    }
+
+    /// Nodes whose ACL key neither the snapshot nor the log (so far) defines.
+    pub fn unresolved(&self) -> usize {
+        self.pending.len()
+    }
 }
 
 /// `TxnHeader`: what every log entry starts with.
@@ -89,11 +125,13 @@ impl DataTree {
         }
         let acls = src.i32()?;
         let mut acl_ids: HashMap<i64, u32> = HashMap::new();
+        let mut cache = ZkAcls::default();
         acl_ids.insert(OPEN_UNSAFE_ACL_ID, tree.intern(acl::open_acl()));
         for _ in 0..acls.max(0) {
             let key = src.i64()?;
             let list: Vec<Acl> = src.record()?;
-            acl_ids.insert(key, tree.intern(list));
+            acl_ids.insert(key, tree.intern(list.clone()));
+            cache.insert(key, list);
         }
         let mut p = String::new();
         let mut data = Vec::new();
@@ -106,8 +144,16 @@ impl DataTree {
             }
             let has_data = src.buffer_into(&mut data)?;
             let acl_ref = src.i64()?;
-            let acl = *acl_ids.get(&acl_ref).ok_or_else(|| format!("node {p:?} at offset {at} names unknown ACL {acl_ref}"))?;
             let stat = src.stat_persisted()?;
+            let acl = match acl_ids.get(&acl_ref) {
+                Some(a) => *a,
+                None => {
+                    // Defined by the log's replay (see ZkAcls); open until then.
+                    let path = if p.is_empty() { "/" } else { p.as_str() };
+                    cache.pending.insert(path.to_string(), (acl_ref, stat.czxid));
+                    acl_ids[&OPEN_UNSAFE_ACL_ID]
+                }
+            };
             max_zxid = max_zxid.max(stat.mzxid).max(stat.czxid).max(stat.pzxid);
             // The root is written with the empty path.
             let path = if p.is_empty() { "/" } else { p.as_str() };
@@ -153,13 +199,13 @@ impl DataTree {
             n => return Err(format!("{n} unexpected bytes after the tree at offset {at}")),
         };
         tree.finish_load(max_zxid);
-        Ok(ZkSnapshot { tree, digest, last_processed_zxid })
+        Ok(ZkSnapshot { tree, acls: cache, digest, last_processed_zxid })
     }
 
     /// Replays one entry of ZooKeeper's transaction log (`TxnHeader`, the txn, and 3.6+'s
     /// digest, which is ignored) and returns its header. Creates of nodes that exist and
     /// changes of nodes that do not are skipped, as ZooKeeper skips them on replay.
-    pub fn replay_zookeeper_txn(&mut self, entry: &[u8]) -> Result<ZkTxnHeader, String> {
+    pub fn replay_zookeeper_txn(&mut self, entry: &[u8], acls: &mut ZkAcls) -> Result<ZkTxnHeader, String> {
         let mut r = Reader::new(entry);
         let err = |e: ferrozk_proto::DecodeError| format!("bad transaction record: {e}");
         let hdr = ZkTxnHeader {
@@ -193,17 +239,58 @@ impl DataTree {
                 // A multi with a failed op was applied as nothing.
                 if !subs.iter().any(|(k, _)| *k == txn_type::ERROR) {
                     for (kind, data) in &subs {
-                        self.replay_op(&hdr, *kind, data).map_err(|e| format!("in a multi: {e}"))?;
+                        self.replay_op(&hdr, *kind, data, acls).map_err(|e| format!("in a multi: {e}"))?;
                     }
                 }
             }
-            kind => self.replay_op(&hdr, kind, body)?,
+            kind => self.replay_op(&hdr, kind, body, acls)?,
         }
         self.set_last_zxid(hdr.zxid);
         Ok(hdr)
     }
 
-    fn replay_op(&mut self, hdr: &ZkTxnHeader, kind: i32, body: &[u8]) -> Result<(), String> {
+    /// One line for a ZooKeeper log entry (`ferrozk log` on ZooKeeper's files): its header and
+    /// what it does, without applying it.
+    pub fn describe_zookeeper_txn(entry: &[u8]) -> Result<String, String> {
+        let mut r = Reader::new(entry);
+        let err = |e: ferrozk_proto::DecodeError| format!("bad transaction record: {e}");
+        let (session, cxid, zxid, time, kind) = (
+            r.read_i64().map_err(err)?,
+            r.read_i32().map_err(err)?,
+            r.read_i64().map_err(err)?,
+            r.read_i64().map_err(err)?,
+            r.read_i32().map_err(err)?,
+        );
+        let body = &entry[r.position()..];
+        let what = if kind == txn_type::MULTI {
+            let mut r = Reader::new(body);
+            let n = r.read_count().map_err(err)?;
+            let mut ops = Vec::with_capacity(n.min(1 << 10));
+            for _ in 0..n {
+                let kind = r.read_i32().map_err(err)?;
+                let data = r.read_buffer().map_err(err)?.unwrap_or_default();
+                ops.push(describe_op(kind, &data).map_err(|e| format!("in a multi: {e}"))?);
+            }
+            format!("multi [{}]", ops.join("; "))
+        } else {
+            describe_op(kind, body)?
+        };
+        Ok(format!("zxid=0x{zxid:x} time={time} session=0x{session:x} cxid={cxid} {what}"))
+    }
+
+    /// Gives the snapshot's nodes whose ACL key the log defined their ACL; an error names one
+    /// whose key nothing defined.
+    pub fn resolve_zookeeper_acls(&mut self, acls: &mut ZkAcls) -> Result<(), String> {
+        for (path, (key, czxid)) in std::mem::take(&mut acls.pending) {
+            let list = acls.lists.get(&key).cloned().unwrap_or_default();
+            if self.restore_acl(&path, czxid, list) && !acls.lists.contains_key(&key) {
+                return Err(format!("node {path:?} names ACL {key}, which neither the snapshot nor the log defines"));
+            }
+        }
+        Ok(())
+    }
+
+    fn replay_op(&mut self, hdr: &ZkTxnHeader, kind: i32, body: &[u8], acls: &mut ZkAcls) -> Result<(), String> {
         let mut r = Reader::new(body);
         let err = |e: ferrozk_proto::DecodeError| format!("bad body of a type {kind} transaction: {e}");
         match kind {
@@ -211,6 +298,7 @@ impl DataTree {
                 let path = String::decode(&mut r).map_err(err)?;
                 let data = r.read_buffer().map_err(err)?;
                 let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
+                acls.convert(&acl);
                 let (owner, parent_cversion) = match kind {
                     txn_type::CREATE_CONTAINER => (CONTAINER_OWNER, r.read_i32().map_err(err)?),
                     txn_type::CREATE_TTL => {
@@ -248,13 +336,49 @@ impl DataTree {
                 let path = String::decode(&mut r).map_err(err)?;
                 let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
                 let version = r.read_i32().map_err(err)?;
-                let _ = self.assign_acl(&path, acl, version);
+                acls.convert(&acl);
+                if self.assign_acl(&path, acl, version).is_ok() {
+                    acls.pending.remove(&path);
+                }
             }
             txn_type::CHECK | txn_type::ERROR => {}
             other => return Err(format!("unknown ZooKeeper transaction type {other}")),
         }
         Ok(())
     }
+}
+
+/// A ZooKeeper transaction body of type `kind`, in a few words.
+fn describe_op(kind: i32, body: &[u8]) -> Result<String, String> {
+    let mut r = Reader::new(body);
+    let err = |e: ferrozk_proto::DecodeError| format!("bad body of a type {kind} transaction: {e}");
+    let name = ferrozk_proto::codes::op::name(kind);
+    Ok(match kind {
+        txn_type::CREATE_SESSION => format!("createSession timeout={}", r.read_i32().map_err(err)?),
+        txn_type::CLOSE_SESSION => "closeSession".into(),
+        txn_type::CREATE | txn_type::CREATE2 | txn_type::CREATE_CONTAINER | txn_type::CREATE_TTL => {
+            let path = String::decode(&mut r).map_err(err)?;
+            let len = r.read_buffer().map_err(err)?.map_or(-1, |d| d.len() as i64);
+            format!("{name} {path} dataLength={len}")
+        }
+        txn_type::DELETE | txn_type::DELETE_CONTAINER => format!("{name} {}", String::decode(&mut r).map_err(err)?),
+        txn_type::SET_DATA | txn_type::RECONFIG => {
+            let path = String::decode(&mut r).map_err(err)?;
+            let len = r.read_buffer().map_err(err)?.map_or(-1, |d| d.len() as i64);
+            format!("{name} {path} dataLength={len} version={}", r.read_i32().map_err(err)?)
+        }
+        txn_type::SET_ACL => {
+            let path = String::decode(&mut r).map_err(err)?;
+            let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
+            format!("setACL {path} acl={} version={}", acl.len(), r.read_i32().map_err(err)?)
+        }
+        txn_type::CHECK => {
+            let path = String::decode(&mut r).map_err(err)?;
+            format!("check {path} version={}", r.read_i32().map_err(err)?)
+        }
+        txn_type::ERROR => format!("error {}", r.read_i32().map_err(err)?),
+        other => return Err(format!("unknown ZooKeeper transaction type {other}")),
+    })
 }
 
 #[cfg(test)]

@@ -35,14 +35,16 @@ enum Command {
     },
     /// Prints the transactions of a log segment, one a line (like zkTxnLogToolkit.sh).
     Log { file: PathBuf },
-    /// Reads an Apache ZooKeeper data directory (its snapshots and transaction logs) as ferrozk
-    /// would import it. Given a zoo.cfg, its dataDir and dataLogDir; given a directory, that one.
+    /// Imports an Apache ZooKeeper data directory (its snapshots and transaction logs) into
+    /// ferrozk's data beside it, as `ferrozk server` does at its first start on it. Given a
+    /// zoo.cfg, its dataDir and dataLogDir; given a directory, that one. ZooKeeper's files are
+    /// only read.
     Import {
         source: PathBuf,
-        /// Only read and report: ZooKeeper's files and ferrozk's data are left as they are.
+        /// Only read and report: nothing is written.
         #[arg(long)]
         dry_run: bool,
-        /// With --dry-run: print every session and znode (data, ACL, Stat), one JSON object a line.
+        /// Print every session and znode imported (data, ACL, Stat), one JSON object a line.
         #[arg(long)]
         dump: bool,
     },

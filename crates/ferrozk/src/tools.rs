@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use ferrozk_server::tools::{open_snapshot_for_tools, view_entry, EntryView};
+use ferrozk_storage::zookeeper::Compression;
 use ferrozk_tree::TxnOp;
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -13,8 +14,43 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A ZooKeeper file's compression, told by its name (`snapshot.<hex>[.gz|.snappy]`,
+/// `log.<hex>`); `None` for any other name (ferrozk's own files).
+fn zookeeper_file(file: &Path, kind: &str) -> Option<Compression> {
+    let name = file.file_name()?.to_str()?;
+    let mut parts = name.split('.');
+    if parts.next()? != kind || i64::from_str_radix(parts.next()?, 16).is_err() {
+        return None;
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(Compression::None),
+        (Some("gz"), None) => Some(Compression::Gzip),
+        (Some("snappy"), None) => Some(Compression::Snappy),
+        _ => None,
+    }
+}
+
+fn open_zookeeper_snapshot(file: &Path, compression: Compression) -> Result<(String, ferrozk_tree::DataTree), String> {
+    let mut r = ferrozk_storage::zookeeper::open_snapshot(file, compression).map_err(|e| e.to_string())?;
+    let config = ferrozk_tree::TreeConfig { ttl_enabled: true, ..Default::default() };
+    let s = ferrozk_tree::DataTree::read_zookeeper_snapshot(&mut r, config).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut summary = format!("Apache ZooKeeper snapshot ({compression:?})");
+    if s.acls.unresolved() > 0 {
+        // A fuzzy snapshot: the log after it defines these nodes' ACLs (shown open here).
+        summary += &format!("\nnodes whose ACL the log defines: {}", s.acls.unresolved());
+    }
+    if let Some((zxid, digest)) = s.digest {
+        summary += &format!("\nZooKeeper digest: {digest:x} at zxid 0x{zxid:x}");
+    }
+    Ok((summary, s.tree))
+}
+
 pub fn snapshot(file: &Path, dump: bool) -> ExitCode {
-    let (summary, tree) = match open_snapshot_for_tools(file) {
+    let opened = match zookeeper_file(file, "snapshot") {
+        Some(c) => open_zookeeper_snapshot(file, c),
+        None => open_snapshot_for_tools(file),
+    };
+    let (summary, tree) = match opened {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -70,7 +106,30 @@ fn describe(op: &TxnOp) -> String {
     }
 }
 
+/// `ferrozk log` on a ZooKeeper transaction log: one line a transaction.
+fn zookeeper_log(file: &Path) -> ExitCode {
+    let mut reader = match ferrozk_storage::zookeeper::TxnLogReader::open(file) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        match reader.next_record() {
+            Ok(Some((offset, entry))) => {
+                let line = ferrozk_tree::DataTree::describe_zookeeper_txn(&entry)
+                    .unwrap_or_else(|e| format!("offset {offset}: undecodable: {e}"));
+                let _ = writeln!(out, "{line}");
+            }
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => return fail(e),
+        }
+    }
+}
+
 pub fn log(file: &Path) -> ExitCode {
+    if zookeeper_file(file, "log") == Some(Compression::None) {
+        return zookeeper_log(file);
+    }
     let records = match ferrozk_storage::read_file(file) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -110,22 +169,29 @@ pub fn log(file: &Path) -> ExitCode {
 
 /// `ferrozk import`: reads ZooKeeper's data as the server would import it.
 pub fn import(source: &Path, dry_run: bool, dump: bool) -> ExitCode {
-    if !dry_run {
-        // Reading is done; writing ferrozk's data from it (and serving it) is not yet.
-        return fail("only `ferrozk import --dry-run` is available in this version: it reads and reports, nothing is written");
-    }
-    let (data_dir, log_dir) = if source.is_dir() {
-        (source.to_path_buf(), source.to_path_buf())
+    let config = if source.is_dir() {
+        ferrozk_server::ServerConfig { data_dir: source.to_path_buf(), ..Default::default() }
     } else {
         match ferrozk_server::ServerConfig::from_file(source) {
-            Ok(c) => {
-                let log = c.data_log_dir.clone().unwrap_or_else(|| c.data_dir.clone());
-                (c.data_dir, log)
-            }
+            Ok(c) => c,
             Err(e) => return fail(e),
         }
     };
-    let import = match ferrozk_server::zk_import::read_zookeeper(&data_dir, &log_dir, Default::default()) {
+    let data_dir = config.data_dir.clone();
+    let import = if dry_run {
+        let log_dir = config.data_log_dir.clone().unwrap_or_else(|| data_dir.clone());
+        ferrozk_server::zk_import::read_zookeeper(&data_dir, &log_dir, Default::default()).map_err(|e| e.to_string())
+    } else {
+        if !ferrozk_server::has_no_ferrozk_data(&config) {
+            return fail(format!("{} already holds ferrozk's data: nothing imported", data_dir.display()));
+        }
+        let my_id = match ferrozk_server::resolve_my_id(&config) {
+            Ok(id) => id,
+            Err(e) => return fail(e),
+        };
+        ferrozk_server::zk_import::take_over(&config, my_id).map_err(|e| e.to_string())
+    };
+    let import = match import {
         Ok(Some(i)) => i,
         Ok(None) => return fail(format!("no ZooKeeper snapshot or log under {}/version-2", data_dir.display())),
         Err(e) => return fail(e),

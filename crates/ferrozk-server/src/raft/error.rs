@@ -15,6 +15,8 @@ pub enum RecoveryError {
     Purged { first_kept: u64 },
     /// A thread that recovery needs could not be started, or died.
     Thread(io::Error),
+    /// Apache ZooKeeper's data, found at the first start, cannot be taken over.
+    ZooKeeper(crate::zk_import::ImportError),
 }
 
 impl fmt::Display for RecoveryError {
@@ -30,6 +32,7 @@ impl fmt::Display for RecoveryError {
                 "the log before index {first_kept} was purged, and no readable snapshot covers it: refusing to start on an incomplete history"
             ),
             RecoveryError::Thread(e) => write!(f, "recovery thread: {e}"),
+            RecoveryError::ZooKeeper(e) => write!(f, "{e}; nothing was imported"),
         }
     }
 }
@@ -39,6 +42,7 @@ impl std::error::Error for RecoveryError {
         match self {
             RecoveryError::Storage(e) => Some(e),
             RecoveryError::Thread(e) => Some(e),
+            RecoveryError::ZooKeeper(e) => Some(e),
             _ => None,
         }
     }

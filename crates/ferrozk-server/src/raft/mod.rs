@@ -52,6 +52,7 @@ use crate::config::ServerConfig;
 use crate::core::Shared;
 use crate::snapshot_child::SnapshotChild;
 
+mod adopt;
 mod error;
 mod leadership;
 mod log;
@@ -70,6 +71,7 @@ use proposer::*;
 use state_machine::*;
 
 // What the rest of the server uses besides [`Consensus`] and [`restore`].
+pub use adopt::{adopt, has_no_ferrozk_data};
 pub use error::{ConsensusError, RecoveryError};
 pub use leadership::timing;
 pub use membership::{prepare_reconfig, ReconfigPlan};
