@@ -75,7 +75,7 @@ if [ "$what" = all ] || [ "$what" = interop ]; then
     step "cross-client lock through ZooKeeper failovers" python3 interop/clients/crosslock/failover.py --backend zookeeper
     step "recipes vs ZooKeeper" bash interop/recipes/run.sh
     step "ZooKeeper data directories read back (20 seeds)" bash interop/zkimport/run.sh
-    step "live cutover from ZooKeeper (standalone, 3 members)" bash interop/zkimport/cutover.sh
+    step "live cutover from ZooKeeper and back (standalone, 3 members)" bash interop/zkimport/cutover.sh
   else
     failed=$((failed + 1)); failures+=("cargo build")
   fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live cutover from Apache ZooKeeper 3.8.0 (Debian's) to ferrozk, standalone and on a 3-member
-# ensemble: see cutover.py. FERROZK_BIN (default <repo>/target/debug/ferrozk).
+# ensemble (cutover.py), and back (roundtrip.py). FERROZK_BIN (default <repo>/target/debug/ferrozk).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -13,3 +13,5 @@ echo "== standalone"
 python3 "$HERE/cutover.py"
 echo "== 3 members, one stopped early"
 python3 "$HERE/cutover.py" --ensemble
+echo "== and back: ferrozk export, ZooKeeper starts on it"
+python3 "$HERE/roundtrip.py"

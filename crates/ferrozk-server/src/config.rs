@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub reconfig_enabled: bool,
     /// `linearizableReads`: every read waits for the leader's read index (a ferrozk extra).
     pub linearizable_reads: bool,
+    /// `sessionPasswords=zookeeper`: new sessions get the password Apache ZooKeeper would give
+    /// them (a function of the session id), so that they survive a move back to ZooKeeper
+    /// (`ferrozk export`); the default, `random`, gives each a random one (a ferrozk extra).
+    pub zookeeper_session_passwords: bool,
     /// `globalOutstandingLimit`: client requests in flight on this server before connections
     /// holding more than their share stop being read (0: no limit).
     pub global_outstanding_limit: usize,
@@ -157,6 +161,7 @@ impl Default for ServerConfig {
             members: Vec::new(),
             my_id: None,
             linearizable_reads: false,
+            zookeeper_session_passwords: false,
             reconfig_enabled: false,
             global_outstanding_limit: 1000,
             max_cnxns: 0,
@@ -345,6 +350,13 @@ impl ServerConfig {
                     c.members.push(m);
                 }
                 "linearizableReads" => c.linearizable_reads = boolean(&value)?,
+                "sessionPasswords" => {
+                    c.zookeeper_session_passwords = match value.as_str() {
+                        "random" => false,
+                        "zookeeper" => true,
+                        _ => return Err(bad("expected random or zookeeper")),
+                    }
+                }
                 // ZooKeeper 3.5+ keeps the server lines in a file of their own.
                 "dynamicConfigFile" => {
                     let text = std::fs::read_to_string(&value).map_err(|e| bad(&format!("cannot read it: {e}")))?;

@@ -215,7 +215,11 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         (id, (0..16).map(|_| rand::random::<u8>()).collect())
     } else if req.session_id == 0 {
         let id = shared.lock().new_session_id();
-        let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+        let passwd: Vec<u8> = if shared.config.zookeeper_session_passwords {
+            ferrozk_tree::zookeeper::zookeeper_session_password(id)
+        } else {
+            (0..16).map(|_| rand::random::<u8>()).collect()
+        };
         // Session creations in flight count against globalOutstandingLimit like requests: a
         // storm of new connections waits here rather than queueing writes without end.
         let _creating = shared.session_creations.acquire().await.ok()?;

@@ -11,7 +11,7 @@
 //! `ferrozk-storage`; this module sees streams and record bytes.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{self, Read, Write};
 
 // A log's transaction types are the request opcodes (`ZooDefs.OpCode`).
 use ferrozk_proto::codes::op as txn_type;
@@ -20,7 +20,7 @@ use ferrozk_proto::{Acl, Decode, Reader};
 
 use crate::acl;
 use crate::snapshot::Source;
-use crate::tree::{DataTree, Session, TreeConfig, CONTAINER_OWNER};
+use crate::tree::{DataTree, Session, StatPersisted, TreeConfig, CONTAINER_OWNER};
 
 /// "ZKSN": the first word of a ZooKeeper snapshot.
 pub const SNAPSHOT_MAGIC: i32 = 0x5A4B_534E;
@@ -348,6 +348,139 @@ impl DataTree {
     }
 }
 
+/// The digest ZooKeeper (3.6+, `DigestCalculator`, version 2) keeps of a node: CRC-32 of its
+/// path (the root's as ""), its data and its persisted Stat; 0 under `/zookeeper/`.
+pub fn zookeeper_node_digest(path: &str, data: Option<&[u8]>, st: &StatPersisted) -> i64 {
+    if path.starts_with("/zookeeper/") {
+        return 0;
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(if path == "/" { b"" } else { path.as_bytes() });
+    if let Some(d) = data {
+        crc.update(d);
+    }
+    let mut block = Vec::with_capacity(60);
+    for v in [st.czxid, st.mzxid, st.pzxid, st.ctime, st.mtime] {
+        block.extend_from_slice(&v.to_be_bytes());
+    }
+    for v in [st.version, st.cversion, st.aversion] {
+        block.extend_from_slice(&v.to_be_bytes());
+    }
+    block.extend_from_slice(&st.ephemeral_owner.to_be_bytes());
+    crc.update(&block);
+    i64::from(crc.finalize())
+}
+
+/// Writes through to `inner`, keeping the running Adler-32 that ZooKeeper's seals carry.
+struct Sealed<'a> {
+    inner: &'a mut dyn Write,
+    sum: adler2::Adler32,
+}
+
+impl Sealed<'_> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.sum.write_slice(bytes);
+        self.inner.write_all(bytes)
+    }
+
+    fn put_string(&mut self, s: &str) -> io::Result<()> {
+        self.put(&(s.len() as i32).to_be_bytes())?;
+        self.put(s.as_bytes())
+    }
+
+    /// `SnapStream.sealStream`: the checksum so far, then "/".
+    fn seal(&mut self) -> io::Result<()> {
+        let sum = i64::from(self.sum.checksum());
+        self.put(&sum.to_be_bytes())?;
+        self.put_string("/")
+    }
+}
+
+impl DataTree {
+    /// ZooKeeper's digest of the whole tree: the wrapping sum of its nodes' digests.
+    pub fn zookeeper_digest(&self) -> i64 {
+        let mut digest = 0i64;
+        self.walk(|p, n| digest = digest.wrapping_add(zookeeper_node_digest(p, n.data(), &n.persisted())));
+        digest
+    }
+}
+
+impl DataTree {
+    /// Writes the tree as an uncompressed Apache ZooKeeper snapshot (`snapshot.<zxid>`, as 3.6
+    /// to 3.9 read it) taken at `zxid`: the sessions, the ACL map, every node parent first,
+    /// the seal, then the digest trailer and its seal. Returns the tree digest written.
+    pub fn write_zookeeper_snapshot(&self, w: &mut dyn Write, zxid: i64) -> io::Result<i64> {
+        let mut out = Sealed { inner: w, sum: adler2::Adler32::new() };
+        out.put(&SNAPSHOT_MAGIC.to_be_bytes())?;
+        out.put(&2i32.to_be_bytes())?;
+        out.put(&(-1i64).to_be_bytes())?;
+        out.put(&(self.sessions().len() as i32).to_be_bytes())?;
+        for (id, s) in self.sessions() {
+            out.put(&id.to_be_bytes())?;
+            out.put(&s.timeout.to_be_bytes())?;
+        }
+        // ZooKeeper's ACL keys count up from 1, one a distinct list.
+        let mut keys: HashMap<Vec<Acl>, i64> = HashMap::new();
+        let mut lists: Vec<Vec<Acl>> = Vec::new();
+        self.walk(|_, n| {
+            let acl = n.acl().as_ref();
+            if !keys.contains_key(acl) {
+                keys.insert(acl.clone(), lists.len() as i64 + 1);
+                lists.push(acl.clone());
+            }
+        });
+        out.put(&(lists.len() as i32).to_be_bytes())?;
+        for (i, list) in lists.iter().enumerate() {
+            out.put(&(i as i64 + 1).to_be_bytes())?;
+            out.put(&ferrozk_proto::jute::to_bytes(list))?;
+        }
+        let mut digest = 0i64;
+        let mut failed = None;
+        self.walk(|p, n| {
+            if failed.is_some() {
+                return;
+            }
+            let st = n.persisted();
+            digest = digest.wrapping_add(zookeeper_node_digest(p, n.data(), &st));
+            let mut rec = Vec::with_capacity(96 + p.len() + n.data().map_or(0, |d| d.len()));
+            // The root is written with the empty path.
+            let path = if p == "/" { "" } else { p };
+            rec.extend_from_slice(&(path.len() as i32).to_be_bytes());
+            rec.extend_from_slice(path.as_bytes());
+            match n.data() {
+                Some(d) => {
+                    rec.extend_from_slice(&(d.len() as i32).to_be_bytes());
+                    rec.extend_from_slice(d);
+                }
+                None => rec.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+            rec.extend_from_slice(&keys[n.acl().as_ref()].to_be_bytes());
+            for v in [st.czxid, st.mzxid, st.ctime, st.mtime] {
+                rec.extend_from_slice(&v.to_be_bytes());
+            }
+            for v in [st.version, st.cversion, st.aversion] {
+                rec.extend_from_slice(&v.to_be_bytes());
+            }
+            for v in [st.ephemeral_owner, st.pzxid] {
+                rec.extend_from_slice(&v.to_be_bytes());
+            }
+            if let Err(e) = out.put(&rec) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.put_string("/")?;
+        out.seal()?;
+        out.put(&zxid.to_be_bytes())?;
+        out.put(&2i32.to_be_bytes())?;
+        out.put(&digest.to_be_bytes())?;
+        out.seal()?;
+        Ok(digest)
+    }
+}
+
 /// A ZooKeeper transaction body of type `kind`, in a few words.
 fn describe_op(kind: i32, body: &[u8]) -> Result<String, String> {
     let mut r = Reader::new(body);
@@ -394,5 +527,55 @@ mod tests {
         // `new java.util.Random(id ^ 0xB3415C00L).nextBytes(new byte[16])`, run on Java 17.
         assert_eq!(hex(&zookeeper_session_password(0)), "f22acd4a97e69d6d20a49bb638eadb38");
         assert_eq!(hex(&zookeeper_session_password(0x0100_017a_2b3c_0001)), "197db50ebb0f70b549d01f043076b499");
+    }
+    #[test]
+    fn an_exported_snapshot_reads_back_as_zookeeper_would_load_it() {
+        use crate::txn::{Txn, TxnOp};
+        use ferrozk_proto::codes::op;
+        let create = |path: &str, flags: i32, opcode: i32, ttl: i64| TxnOp::Create {
+            opcode,
+            path: path.into(),
+            data: (path != "/a").then(|| path.as_bytes().to_vec()),
+            acl: acl::open_acl(),
+            flags,
+            ttl,
+        };
+        let config = TreeConfig { ttl_enabled: true, enforce_quota: false, x509_enabled: false };
+        let mut t = DataTree::new(config.clone());
+        let mut zxid = 0x5_0000_0000;
+        let mut apply = |t: &mut DataTree, session: i64, op: TxnOp| {
+            zxid += 1;
+            t.apply(zxid, &Txn { session, time: 1000 + zxid, auth: vec![acl::id("digest", "u:x")], op })
+        };
+        apply(&mut t, 7, TxnOp::CreateSession { timeout: 4000, passwd: vec![1; 16] });
+        apply(&mut t, 7, create("/a", 0, op::CREATE, -1));
+        apply(&mut t, 7, create("/a/s-", 2, op::CREATE, -1));
+        apply(&mut t, 7, create("/a/e", 1, op::CREATE, -1));
+        apply(&mut t, 7, create("/box", 0, op::CREATE_CONTAINER, -1));
+        apply(&mut t, 7, create("/ttl", 5, op::CREATE_TTL, 500));
+        apply(
+            &mut t,
+            7,
+            TxnOp::SetAcl { path: "/box".into(), acl: vec![Acl { perms: 1, id: acl::id("auth", "") }], version: -1 },
+        );
+        let mut bytes = Vec::new();
+        let digest = t.write_zookeeper_snapshot(&mut bytes, t.last_zxid()).unwrap();
+        let back = DataTree::read_zookeeper_snapshot(&mut &bytes[..], config).unwrap();
+        assert_eq!(back.digest, Some((t.last_zxid(), digest)));
+        assert_eq!(digest, t.zookeeper_digest());
+        assert_eq!(back.acls.unresolved(), 0);
+        let mut paths = Vec::new();
+        t.walk(|p, _| paths.push(p.to_string()));
+        assert_eq!(back.tree.node_count(), t.node_count());
+        for p in &paths {
+            let (a, b) = (t.node(p).unwrap(), back.tree.node(p).unwrap());
+            assert_eq!((a.stat(), a.data(), a.acl()), (b.stat(), b.data(), b.acl()), "{p}");
+        }
+        let sessions: Vec<_> = back.tree.sessions().iter().map(|(id, s)| (*id, s.timeout, s.passwd.clone())).collect();
+        assert_eq!(sessions, vec![(7, 4000, zookeeper_session_password(7))]);
+        // Sequential names go on from the parent's cversion.
+        let mut tree = back.tree;
+        let out = tree.apply(zxid + 1, &Txn { session: 7, time: 5, auth: vec![], op: create("/a/s-", 2, op::CREATE, -1) });
+        assert!(matches!(out.result, Ok(crate::Outcome::Created { ref path, .. }) if path == "/a/s-0000000002"));
     }
 }

@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         dump: bool,
     },
+    /// Writes ferrozk's data as an Apache ZooKeeper snapshot in DIR/version-2, which ZooKeeper
+    /// 3.6-3.9 loads (for a move back): the tree, sessions and ACLs, sealed, with ZooKeeper's
+    /// digest; its zxid is ferrozk's last. ferrozk's data is found through the zoo.cfg, as
+    /// `ferrozk server` finds it; stop the server first.
+    Export {
+        /// The ZooKeeper dataDir to write into.
+        #[arg(long = "zookeeper", value_name = "DIR")]
+        zookeeper: PathBuf,
+        config: Option<PathBuf>,
+    },
     /// A zkCli.sh-compatible shell: ferrozk cli [-server host:port[/chroot]] [-timeout ms] [command args...]
     #[command(disable_help_flag = true)]
     Cli {
@@ -74,6 +84,7 @@ fn main() -> ExitCode {
         Command::Snapshot { file, dump } => tools::snapshot(&file, dump),
         Command::Log { file } => tools::log(&file),
         Command::Import { source, dry_run, dump } => tools::import(&source, dry_run, dump),
+        Command::Export { zookeeper, config } => tools::export_zookeeper(&zookeeper, config.as_deref()),
         Command::Cli { args } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
             ExitCode::from(rt.block_on(ferrozk_cli::run(args)).clamp(0, 255) as u8)

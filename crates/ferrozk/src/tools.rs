@@ -40,7 +40,8 @@ fn open_zookeeper_snapshot(file: &Path, compression: Compression) -> Result<(Str
         summary += &format!("\nnodes whose ACL the log defines: {}", s.acls.unresolved());
     }
     if let Some((zxid, digest)) = s.digest {
-        summary += &format!("\nZooKeeper digest: {digest:x} at zxid 0x{zxid:x}");
+        summary +=
+            &format!("\nZooKeeper digest: {digest:x} at zxid 0x{zxid:x} (of the tree as read: {:x})", s.tree.zookeeper_digest());
     }
     Ok((summary, s.tree))
 }
@@ -250,4 +251,68 @@ fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `ferrozk export --zookeeper DIR [zoo.cfg]`: ferrozk's data as an Apache ZooKeeper snapshot
+/// in `DIR/version-2`, for a move back.
+pub fn export_zookeeper(dir: &Path, config: Option<&Path>) -> ExitCode {
+    let config = match config {
+        Some(c) => ferrozk_server::ServerConfig::from_file(c),
+        None => ferrozk_server::ServerConfig::parse(ferrozk_server::config::EMBEDDED_DEFAULT, "embedded default"),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (tree, last_entry) = match ferrozk_server::tools::tree_for_export(&config) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read ferrozk's data in {}: {e}", config.data_dir.display())),
+    };
+    let zxid = tree.last_zxid();
+    let v2 = dir.join("version-2");
+    if let Err(e) = std::fs::create_dir_all(&v2) {
+        return fail(format!("{}: {e}", v2.display()));
+    }
+    // ZooKeeper replays its logs after the newest snapshot: none may hold a later zxid.
+    if let Ok(files) = ferrozk_storage::zookeeper::ZkFiles::scan(dir, dir) {
+        if let Some(log) = files.logs.iter().rev().find(|l| l.zxid > zxid) {
+            return fail(format!(
+                "{} starts after zxid 0x{zxid:x}, ferrozk's last: refusing to write an older snapshot",
+                log.path.display()
+            ));
+        }
+    }
+    let path = v2.join(format!("snapshot.{zxid:x}"));
+    let tmp = v2.join(format!(".snapshot.{zxid:x}.tmp"));
+    let written = (|| -> std::io::Result<i64> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let digest = tree.write_zookeeper_snapshot(&mut w, zxid)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        if !config.members.is_empty() {
+            // A quorum member checks its epoch files against the snapshot's zxid.
+            for name in ["currentEpoch", "acceptedEpoch"] {
+                std::fs::write(v2.join(name), format!("{}", zxid >> 32))?;
+            }
+        }
+        std::fs::File::open(&v2)?.sync_all()?;
+        Ok(digest)
+    })();
+    match written {
+        Ok(digest) => {
+            println!(
+                "wrote {}: {} znodes, {} sessions, zxid 0x{zxid:x}, digest {digest:x} (ferrozk's log ends at {last_entry})",
+                path.display(),
+                tree.node_count(),
+                tree.sessions().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            fail(format!("cannot write {}: {e}", path.display()))
+        }
+    }
 }

@@ -252,6 +252,11 @@ impl LogFiles {
         Ok(LogFiles { wal_dir, raft_dir, wal, entries, last, purged, vote, committed })
     }
 
+    /// The entries after the saved commit point, taken out (the file tools apply them).
+    pub(super) fn take_uncommitted(&mut self) -> VecDeque<Entry<TypeConfig>> {
+        std::mem::take(&mut self.entries)
+    }
+
     /// The record index the newest snapshot file holds the log up to (0: none).
     pub fn newest_snapshot(config: &ServerConfig) -> u64 {
         let (_, snap_dir) = crate::core::dirs(config);

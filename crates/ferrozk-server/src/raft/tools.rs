@@ -43,3 +43,15 @@ pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String
         .map_or("none".to_string(), |l| format!("index {} term {} leader {}", l.index, l.leader_id.term, l.leader_id.node_id));
     Ok((format!("last entry: {last}\nmembers: {}", describe_membership(meta.last_membership.membership())), tree))
 }
+
+/// The tree a data directory holds, for `ferrozk export`: the newest snapshot and every entry of
+/// the log after it (what this member serves once elected; in an ensemble, export from the
+/// member whose log ends last). Also the log's last entry, as "index N term T".
+pub fn tree_for_export(config: &ServerConfig) -> Result<(DataTree, String), RecoveryError> {
+    let (mut recovered, mut files) = recover(config)?;
+    for e in files.take_uncommitted() {
+        recovered.replay(e)?;
+    }
+    let last = recovered.applied().map_or("none".to_string(), |l| format!("index {} term {}", l.index, l.leader_id.term));
+    Ok((recovered.tree, last))
+}
