@@ -10,7 +10,8 @@ port. Checks: every client reconnects with its session id (none expires), every 
 still there with its owner, the lock holder still holds and the waiter still waits, watches
 fire on the next change (kazoo's data watch, the Java client's persistent watch), releasing
 the lock hands it to the waiter through the watch on its predecessor, the election passes to
-D when C stops, and new sequential nodes continue the sequence.
+D when C stops, new sequential nodes continue the sequence, and the session of a client that
+died before the cutover expires on ferrozk after its timeout.
 
 With --ensemble, the same on a 3-member ZooKeeper ensemble, one of whose followers is stopped
 before the others and misses the writes made meanwhile; then ferrozk starts on every member's
@@ -82,6 +83,19 @@ def start_java(root, hosts):
     if not line or line[0] != "READY":
         raise RuntimeError(f"the Java client did not start: {line}; see {root}/java-client.log")
     return proc, int(line[1], 16), line[2], line[3]
+
+
+GHOST_TIMEOUT = 6
+# A client that holds an ephemeral and is then killed (SIGKILL): its session stays open.
+GHOST = f"""
+import sys, time
+from kazoo.client import KazooClient
+zk = KazooClient(hosts=sys.argv[1], timeout={GHOST_TIMEOUT})
+zk.start(timeout=30)
+zk.create("/cutover/members/ghost", b"", ephemeral=True)
+print("READY 0x%x" % zk.client_id[0], flush=True)
+time.sleep(3600)
+"""
 
 
 def ephemerals(zk, root="/cutover"):
@@ -242,6 +256,13 @@ def main():
         b.zk.DataWatch("/cutover/config", lambda data, stat: changes.append(data))
 
         java, java_session, java_lock, java_member = start_java(root, servers.hosts)
+        # A client that dies with ZooKeeper still up: its session is open when ZooKeeper stops,
+        # comes over, and must expire on ferrozk (its ephemeral with it) after its timeout.
+        ghost = subprocess.Popen([sys.executable, "-c", GHOST, servers.hosts], stdout=subprocess.PIPE, text=True)
+        ghost_line = ghost.stdout.readline().split()
+        ghost.kill()
+        ghost.wait()
+        ghost_session = int(ghost_line[1], 16)
         before = ephemerals(admin.zk)
         sessions = {cl.name: cl.session for cl in clients}
         print(f"on ZooKeeper: {len(before)} ephemerals, sessions "
@@ -268,6 +289,8 @@ def main():
                   and KazooState.LOST not in cl.states, f"0x{cl.zk.client_id[0]:x}, states {cl.states}")
         after = ephemerals(admin.zk)
         check("no ephemeral disappears", after == before, f"before {before}, after {after}")
+        check("the dead client's session came over", after.get("/cutover/members/ghost") == ghost_session,
+              f"{after.get('/cutover/members/ghost')}")
         servers.after_cutover()
 
         java.stdin.write("CHECK\n")
@@ -299,6 +322,10 @@ def main():
                 check("java: " + line.split(" ", 1)[1].split(":")[0], line.startswith("PASS"), line)
         check("the Java client passed", java.returncode == 0, f"exit {java.returncode}: {java_lines}")
 
+        # The dead client's session expires on ferrozk after its timeout, as on ZooKeeper.
+        check("the dead client's session expires, and its ephemeral goes",
+              wait_for(lambda: admin.zk.exists("/cutover/members/ghost") is None, GHOST_TIMEOUT + 10),
+              f"still there {GHOST_TIMEOUT + 10} s later")
         # The lock passes to the waiter through its watch on A's node.
         lock_a.release()
         check("releasing the lock hands it to the waiter", b_holds.wait(10), "B did not acquire within 10 s")

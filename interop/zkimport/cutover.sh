@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live cutover from Apache ZooKeeper 3.8.0 (Debian's) to ferrozk, standalone and on a 3-member
-# ensemble (cutover.py), and back (roundtrip.py). FERROZK_BIN (default <repo>/target/debug/ferrozk).
+# ensemble (cutover.py), a member ahead of the others (diverged.py), and back (roundtrip.py). FERROZK_BIN (default <repo>/target/debug/ferrozk).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -13,5 +13,7 @@ echo "== standalone"
 python3 "$HERE/cutover.py"
 echo "== 3 members, one stopped early"
 python3 "$HERE/cutover.py" --ensemble
+echo "== 3 members, one with transactions the others never got"
+python3 "$HERE/diverged.py"
 echo "== and back: ferrozk export, ZooKeeper starts on it"
 python3 "$HERE/roundtrip.py"

@@ -60,7 +60,7 @@ pub enum ImportError {
     },
     /// No snapshot could be read.
     NoSnapshot(Vec<(PathBuf, String)>),
-    /// ZooKeeper's last zxid leaves ferrozk's zxids no room above it (past epoch 32767).
+    /// ZooKeeper's last zxid leaves ferrozk's zxids no room above it (past epoch 32766).
     ZxidTooHigh(i64),
 }
 
@@ -78,7 +78,7 @@ impl std::fmt::Display for ImportError {
             ),
             ImportError::ZxidTooHigh(z) => write!(
                 f,
-                "ZooKeeper's last zxid 0x{z:x} (epoch {}) leaves ferrozk's zxids no room above it: imports end at 0x7ffffffffffd (epoch 32767)",
+                "ZooKeeper's last zxid 0x{z:x} (epoch {}) leaves ferrozk's zxids no room above it: imports end in epoch 32766",
                 z >> 32
             ),
             ImportError::NoSnapshot(tried) => {
@@ -107,6 +107,7 @@ pub fn take_over(config: &ServerConfig, my_id: u64) -> Result<Option<ZkImport>, 
     if !crate::raft::has_no_ferrozk_data(config) {
         return Ok(None);
     }
+    crate::raft::clear_unfinished_import(config);
     let log_dir = config.data_log_dir.clone().unwrap_or_else(|| config.data_dir.clone());
     let Some(import) =
         read_zookeeper(&config.data_dir, &log_dir, crate::core::tree_config(config)).map_err(RecoveryError::ZooKeeper)?

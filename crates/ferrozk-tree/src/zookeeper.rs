@@ -40,17 +40,23 @@ pub struct ZkSnapshot {
     pub last_processed_zxid: Option<i64>,
 }
 
-/// ZooKeeper's ACL cache (`ReferenceCountedACLCache`) while a data directory loads. A snapshot
-/// is fuzzy: its ACL map is written before its nodes, so a node created meanwhile may name an
-/// ACL key the map lacks. ZooKeeper gives every create's and setACL's list a key as the log
-/// replays (a list it has not seen gets the next one), which defines those keys; so does this.
-/// (ZooKeeper also drops a list whose last node goes; that is not followed here.)
+/// ZooKeeper's ACL cache (`ReferenceCountedACLCache`) while a data directory loads, followed
+/// step by step because the keys it hands out depend on it. A snapshot is fuzzy: its ACL map is
+/// written before its nodes, so a node created meanwhile may name a key the map lacks. Loading,
+/// ZooKeeper counts each node's use of its key, then drops the lists nobody uses; replaying, a
+/// create (of a node whose parent exists, even one that exists already) and a setACL take the
+/// list's key, or the next key for a list it does not hold, and a delete or setACL gives its
+/// node's key back, dropping the list when its count reaches 0. A snapshot's node whose key was
+/// missing gets the list the log bound to that key.
 #[derive(Default)]
 pub struct ZkAcls {
     keys: HashMap<Vec<Acl>, i64>,
     lists: HashMap<i64, Vec<Acl>>,
+    uses: HashMap<i64, u64>,
     last_key: i64,
-    /// Nodes of the snapshot whose key its map does not hold: path -> (key, czxid).
+    /// Every list a key was ever bound to (the last one), for the nodes below.
+    bound: HashMap<i64, Vec<Acl>>,
+    /// Nodes of the snapshot whose key its map did not hold: path -> (key, czxid).
     pending: HashMap<String, (i64, i64)>,
 }
 
@@ -58,19 +64,67 @@ impl ZkAcls {
     fn insert(&mut self, key: i64, list: Vec<Acl>) {
         self.last_key = self.last_key.max(key);
         self.keys.insert(list.clone(), key);
+        self.bound.insert(key, list.clone());
         self.lists.insert(key, list);
+        self.uses.insert(key, 0);
     }
 
-    /// `convertAcls`: a list not seen before gets the next key.
+    fn add_usage(&mut self, key: i64) {
+        if let Some(n) = self.uses.get_mut(&key) {
+            *n += 1;
+        }
+    }
+
+    fn remove_usage(&mut self, key: i64) {
+        let Some(n) = self.uses.get_mut(&key) else { return };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.uses.remove(&key);
+            if let Some(list) = self.lists.remove(&key) {
+                self.keys.remove(&list);
+            }
+        }
+    }
+
+    /// After the snapshot's nodes: `purgeUnused`.
+    fn purge_unused(&mut self) {
+        let unused: Vec<i64> = self.uses.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect();
+        for key in unused {
+            self.uses.remove(&key);
+            if let Some(list) = self.lists.remove(&key) {
+                self.keys.remove(&list);
+            }
+        }
+    }
+
+    /// `convertAcls`: the list's key, or the next one for a list not held; counted.
     fn convert(&mut self, list: &[Acl]) {
-        if !self.keys.contains_key(list) {
-            self.insert(self.last_key + 1, list.to_vec());
+        let key = match self.keys.get(list) {
+            Some(k) => *k,
+            None => {
+                let k = self.last_key + 1;
+                self.insert(k, list.to_vec());
+                k
+            }
+        };
+        self.add_usage(key);
+    }
+
+    /// Gives back the key of the node at `path`, whose ACL is `list` (a node given one by the
+    /// snapshot with a missing key: that key).
+    fn release(&mut self, path: &str, list: &[Acl]) {
+        let key = match self.pending.remove(path) {
+            Some((key, _)) => Some(key),
+            None => self.keys.get(list).copied(),
+        };
+        if let Some(key) = key {
+            self.remove_usage(key);
         }
     }
 
     /// Nodes whose ACL key neither the snapshot nor the log (so far) defines.
     pub fn unresolved(&self) -> usize {
-        self.pending.len()
+        self.pending.iter().filter(|(_, (key, _))| !self.bound.contains_key(key)).count()
     }
 }
 
@@ -146,7 +200,10 @@ impl DataTree {
             let acl_ref = src.i64()?;
             let stat = src.stat_persisted()?;
             let acl = match acl_ids.get(&acl_ref) {
-                Some(a) => *a,
+                Some(a) => {
+                    cache.add_usage(acl_ref);
+                    *a
+                }
                 None => {
                     // Defined by the log's replay (see ZkAcls); open until then.
                     let path = if p.is_empty() { "/" } else { p.as_str() };
@@ -172,6 +229,7 @@ impl DataTree {
             tree.load_node(parent, path, &stat, has_data.then_some(&data[..]), acl);
         }
         src.seal()?;
+        cache.purge_unused();
         // The trailers are told apart by how many bytes remain (ZooKeeper reads until EOF):
         // a digest (3.6+) and the last processed zxid (3.9+), each sealed.
         let at = src.offset();
@@ -225,6 +283,11 @@ impl DataTree {
                 // 3.6+ lists the ephemerals to delete; older logs leave the body empty.
                 let listed =
                     if body.len() >= 4 { Vec::<String>::decode(&mut Reader::new(body)).map_err(err)? } else { Vec::new() };
+                let going: std::collections::BTreeSet<String> =
+                    listed.iter().cloned().chain(self.ephemerals(hdr.session)).collect();
+                for p in &going {
+                    self.release_zookeeper_acl(p, acls);
+                }
                 self.close_zookeeper_session(hdr.session, &listed, hdr.zxid);
             }
             txn_type::MULTI => {
@@ -282,12 +345,19 @@ impl DataTree {
     /// whose key nothing defined.
     pub fn resolve_zookeeper_acls(&mut self, acls: &mut ZkAcls) -> Result<(), String> {
         for (path, (key, czxid)) in std::mem::take(&mut acls.pending) {
-            let list = acls.lists.get(&key).cloned().unwrap_or_default();
-            if self.restore_acl(&path, czxid, list) && !acls.lists.contains_key(&key) {
+            let list = acls.bound.get(&key).cloned().unwrap_or_default();
+            if self.restore_acl(&path, czxid, list) && !acls.bound.contains_key(&key) {
                 return Err(format!("node {path:?} names ACL {key}, which neither the snapshot nor the log defines"));
             }
         }
         Ok(())
+    }
+
+    /// `removeUsage` for the node at `path` that a replayed transaction deletes or re-ACLs.
+    fn release_zookeeper_acl(&self, path: &str, acls: &mut ZkAcls) {
+        if let Some(n) = self.node(path) {
+            acls.release(path, n.acl());
+        }
     }
 
     fn replay_op(&mut self, hdr: &ZkTxnHeader, kind: i32, body: &[u8], acls: &mut ZkAcls) -> Result<(), String> {
@@ -298,7 +368,11 @@ impl DataTree {
                 let path = String::decode(&mut r).map_err(err)?;
                 let data = r.read_buffer().map_err(err)?;
                 let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
-                acls.convert(&acl);
+                // ZooKeeper takes the list's key once the parent is found, before it looks
+                // for the node.
+                if crate::path::split(&path).is_some_and(|(parent, _)| self.node(crate::path::parent_key(parent)).is_some()) {
+                    acls.convert(&acl);
+                }
                 let (owner, parent_cversion) = match kind {
                     txn_type::CREATE_CONTAINER => (CONTAINER_OWNER, r.read_i32().map_err(err)?),
                     txn_type::CREATE_TTL => {
@@ -324,6 +398,7 @@ impl DataTree {
             }
             txn_type::DELETE | txn_type::DELETE_CONTAINER => {
                 let path = String::decode(&mut r).map_err(err)?;
+                self.release_zookeeper_acl(&path, acls);
                 let _ = self.assign_delete(&path, hdr.zxid);
             }
             txn_type::SET_DATA | txn_type::RECONFIG => {
@@ -336,9 +411,10 @@ impl DataTree {
                 let path = String::decode(&mut r).map_err(err)?;
                 let acl = Vec::<Acl>::decode(&mut r).map_err(err)?;
                 let version = r.read_i32().map_err(err)?;
-                acls.convert(&acl);
-                if self.assign_acl(&path, acl, version).is_ok() {
-                    acls.pending.remove(&path);
+                if self.node(&path).is_some() {
+                    self.release_zookeeper_acl(&path, acls);
+                    acls.convert(&acl);
+                    let _ = self.assign_acl(&path, acl, version);
                 }
             }
             txn_type::CHECK | txn_type::ERROR => {}
@@ -577,5 +653,86 @@ mod tests {
         let mut tree = back.tree;
         let out = tree.apply(zxid + 1, &Txn { session: 7, time: 5, auth: vec![], op: create("/a/s-", 2, op::CREATE, -1) });
         assert!(matches!(out.result, Ok(crate::Outcome::Created { ref path, .. }) if path == "/a/s-0000000002"));
+    }
+    /// jute for the hand-made snapshot and log below.
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn acl_list(out: &mut Vec<u8>, scheme_id: &str) {
+        out.extend_from_slice(&1i32.to_be_bytes());
+        out.extend_from_slice(&31i32.to_be_bytes());
+        string(out, "digest");
+        string(out, scheme_id);
+    }
+
+    fn digest_acl(id: &str) -> Vec<Acl> {
+        vec![Acl { perms: 31, id: acl::id("digest", id) }]
+    }
+
+    #[test]
+    fn acl_keys_follow_zookeepers_reference_counts_through_a_fuzzy_snapshot() {
+        // Snapshot: keys 1 (u1) and 2 (u2); /a uses 1, /b uses 2, /x names key 3, which the
+        // map lacks (it was created while the snapshot was written).
+        let mut snap = Vec::new();
+        snap.extend_from_slice(&SNAPSHOT_MAGIC.to_be_bytes());
+        snap.extend_from_slice(&2i32.to_be_bytes());
+        snap.extend_from_slice(&(-1i64).to_be_bytes());
+        snap.extend_from_slice(&0i32.to_be_bytes());
+        snap.extend_from_slice(&2i32.to_be_bytes());
+        for (key, id) in [(1i64, "u1"), (2, "u2")] {
+            snap.extend_from_slice(&key.to_be_bytes());
+            acl_list(&mut snap, id);
+        }
+        for (path, key, zxid) in [("", -1i64, 0i64), ("/a", 1, 1), ("/b", 2, 2), ("/x", 3, 3)] {
+            string(&mut snap, path);
+            snap.extend_from_slice(&(-1i32).to_be_bytes());
+            snap.extend_from_slice(&key.to_be_bytes());
+            for v in [zxid, zxid, 0, 0] {
+                snap.extend_from_slice(&v.to_be_bytes());
+            }
+            for v in [0i32, 0, 0] {
+                snap.extend_from_slice(&v.to_be_bytes());
+            }
+            snap.extend_from_slice(&0i64.to_be_bytes());
+            snap.extend_from_slice(&zxid.to_be_bytes());
+        }
+        string(&mut snap, "/");
+        let sum = adler2::adler32_slice(&snap);
+        snap.extend_from_slice(&i64::from(sum).to_be_bytes());
+        string(&mut snap, "/");
+        let s = DataTree::read_zookeeper_snapshot(&mut &snap[..], TreeConfig::default()).unwrap();
+        let (mut tree, mut acls) = (s.tree, s.acls);
+        assert_eq!(acls.unresolved(), 1);
+        let txn = |zxid: i64, kind: i32, body: &dyn Fn(&mut Vec<u8>)| {
+            let mut e = Vec::new();
+            e.extend_from_slice(&1i64.to_be_bytes());
+            e.extend_from_slice(&0i32.to_be_bytes());
+            e.extend_from_slice(&zxid.to_be_bytes());
+            e.extend_from_slice(&0i64.to_be_bytes());
+            e.extend_from_slice(&kind.to_be_bytes());
+            body(&mut e);
+            e
+        };
+        let create = |path: &'static str, id: &'static str| {
+            move |e: &mut Vec<u8>| {
+                string(e, path);
+                e.extend_from_slice(&(-1i32).to_be_bytes());
+                acl_list(e, id);
+                e.push(0);
+                e.extend_from_slice(&1i32.to_be_bytes());
+            }
+        };
+        // /b goes: u2's last user, so key 2 is dropped. /x's create (logged after the snapshot
+        // began; the node exists) takes u2 again, now under key 3; then u3 gets key 4.
+        tree.replay_zookeeper_txn(&txn(4, txn_type::DELETE, &|e| string(e, "/b")), &mut acls).unwrap();
+        tree.replay_zookeeper_txn(&txn(3, txn_type::CREATE, &create("/x", "u2")), &mut acls).unwrap();
+        tree.replay_zookeeper_txn(&txn(5, txn_type::CREATE, &create("/y", "u3")), &mut acls).unwrap();
+        tree.resolve_zookeeper_acls(&mut acls).unwrap();
+        assert_eq!(tree.node("/x").unwrap().acl().as_ref(), &digest_acl("u2"));
+        assert_eq!(tree.node("/y").unwrap().acl().as_ref(), &digest_acl("u3"));
+        assert_eq!(tree.node("/a").unwrap().acl().as_ref(), &digest_acl("u1"));
+        assert!(tree.node("/b").is_none());
     }
 }

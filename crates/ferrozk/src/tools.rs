@@ -275,11 +275,18 @@ pub fn export_zookeeper(dir: &Path, config: Option<&Path>) -> ExitCode {
     }
     // ZooKeeper replays its logs after the newest snapshot: none may hold a later zxid.
     if let Ok(files) = ferrozk_storage::zookeeper::ZkFiles::scan(dir, dir) {
-        if let Some(log) = files.logs.iter().rev().find(|l| l.zxid > zxid) {
-            return fail(format!(
-                "{} starts after zxid 0x{zxid:x}, ferrozk's last: refusing to write an older snapshot",
-                log.path.display()
-            ));
+        for log in &files.logs {
+            let Ok(mut r) = ferrozk_storage::zookeeper::TxnLogReader::open(&log.path) else { continue };
+            while let Ok(Some((_, entry))) = r.next_record() {
+                // TxnHeader: clientId, cxid, then the zxid.
+                let later = entry.get(12..20).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes"))).filter(|z| *z > zxid);
+                if let Some(z) = later {
+                    return fail(format!(
+                        "{} holds zxid 0x{z:x}, after ferrozk's last (0x{zxid:x}): ZooKeeper would replay it over the export; move it away first",
+                        log.path.display()
+                    ));
+                }
+            }
         }
     }
     let path = v2.join(format!("snapshot.{zxid:x}"));

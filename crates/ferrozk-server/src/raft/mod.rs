@@ -71,7 +71,7 @@ use proposer::*;
 use state_machine::*;
 
 // What the rest of the server uses besides [`Consensus`] and [`restore`].
-pub use adopt::{adopt, has_no_ferrozk_data};
+pub use adopt::{adopt, clear_unfinished_import, has_no_ferrozk_data};
 pub use error::{ConsensusError, RecoveryError};
 pub use leadership::timing;
 pub use membership::{prepare_reconfig, ReconfigPlan};
@@ -309,7 +309,8 @@ impl Consensus {
         }
         if let Some(l) = peers {
             tracing::info!(addr = ?l.local_addr().ok(), id = shared.my_id, "serving ensemble members");
-            tasks.push(tokio::spawn(serve_peers(l, raft.clone(), shared.clone())));
+            let imported = adopt::imported(&shared.config);
+            tasks.push(tokio::spawn(serve_peers(l, raft.clone(), shared.clone(), imported)));
         }
         Ok(Consensus { raft, tasks, proposer, log_thread })
     }

@@ -196,7 +196,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 /// Serves the quorum port: Raft RPCs, and the write streams members forward to the leader.
-pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>) {
+/// `imported`: the entry this member's ZooKeeper import stands for, if it has one (see
+/// `adopt.rs`).
+pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>, imported: Option<LogId<u64>>) {
     // The connections' tasks live in this set, so that stopping this task (server shutdown)
     // closes them too: a peer must not keep talking to a stopped member's leftovers.
     let mut conns = tokio::task::JoinSet::new();
@@ -216,7 +218,7 @@ pub async fn serve_peers(listener: TcpListener, raft: Raft, shared: Arc<Shared>)
         let (raft, shared, replicated) = (raft.clone(), shared.clone(), replicated.clone());
         conns.spawn(async move {
             let mut replicated_here = None;
-            if let Err(e) = serve_peer(stream, &raft, &shared, &replicated, &mut replicated_here).await {
+            if let Err(e) = serve_peer(stream, &raft, &shared, &replicated, &mut replicated_here, imported).await {
                 tracing::debug!(%peer, "peer connection ended: {e}");
             }
             if let Some(at) = replicated_here {
@@ -234,9 +236,22 @@ async fn serve_peer(
     shared: &Arc<Shared>,
     replicated: &AtomicU64,
     replicated_here: &mut Option<u64>,
+    imported: Option<LogId<u64>>,
 ) -> io::Result<()> {
     loop {
         let req: PeerRequest = read_msg(&mut s).await?;
+        if let Some(imported) = imported {
+            let (vote, from) = match &req {
+                PeerRequest::Append(r) => (Some(&r.vote), Some(r.prev_log_id)),
+                PeerRequest::Snapshot(r) => (Some(&r.vote), Some(r.meta.last_log_id)),
+                _ => (None, None),
+            };
+            if let (Some(vote), Some(from)) = (vote, from) {
+                if adopt::leader_lacks_import(raft, imported, vote, from) {
+                    adopt::set_import_aside_and_restart(&shared.config, imported);
+                }
+            }
+        }
         let resp = match req {
             PeerRequest::Append(r) => {
                 let at = shared.now();
