@@ -197,8 +197,8 @@ impl ServerBuilder {
         let (tree, restored) = tokio::task::spawn_blocking({
             let config = config.clone();
             move || -> Result<_, raft::RecoveryError> {
-                zk_import::take_over(&config, my_id)?;
-                let restored = raft::restore(&config)?;
+                let imported = zk_import::take_over(&config, my_id)?.map(|(i, adopted)| (i.tree, adopted));
+                let restored = raft::restore(&config, imported)?;
                 // Reading the log and the snapshot left freed memory in their threads' malloc
                 // arenas (tens of MB on a big log); hand it back before serving.
                 // SAFETY: malloc_trim only releases free memory.

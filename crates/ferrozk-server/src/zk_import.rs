@@ -102,8 +102,8 @@ impl From<StorageError> for ImportError {
 
 /// At a server's start: when its data directory holds Apache ZooKeeper's files and none of
 /// ferrozk's, reads them and writes ferrozk's data from them (`raft::adopt`), logging one line.
-/// Returns what was imported, if anything.
-pub fn take_over(config: &ServerConfig, my_id: u64) -> Result<Option<ZkImport>, RecoveryError> {
+/// Returns what was imported, if anything, and the snapshot written from it.
+pub fn take_over(config: &ServerConfig, my_id: u64) -> Result<Option<(ZkImport, crate::raft::Adopted)>, RecoveryError> {
     if !crate::raft::has_no_ferrozk_data(config) {
         return Ok(None);
     }
@@ -114,13 +114,13 @@ pub fn take_over(config: &ServerConfig, my_id: u64) -> Result<Option<ZkImport>, 
     else {
         return Ok(None);
     };
-    let log_id = crate::raft::adopt(config, my_id, &import)?;
+    let adopted = crate::raft::adopt(config, my_id, &import)?;
     tracing::info!(
         "imported Apache ZooKeeper's data: {} (ferrozk's log continues at entry {}; ZooKeeper's files are left as they were)",
         import.summary(),
-        log_id.index + 1
+        adopted.next_entry()
     );
-    Ok(Some(import))
+    Ok(Some((import, adopted)))
 }
 
 /// Reads ZooKeeper's snapshots from `data_dir/version-2` and its logs from

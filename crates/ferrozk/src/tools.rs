@@ -190,7 +190,7 @@ pub fn import(source: &Path, dry_run: bool, dump: bool) -> ExitCode {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
-        ferrozk_server::zk_import::take_over(&config, my_id).map_err(|e| e.to_string())
+        ferrozk_server::zk_import::take_over(&config, my_id).map(|i| i.map(|(i, _)| i)).map_err(|e| e.to_string())
     };
     let import = match import {
         Ok(Some(i)) => i,

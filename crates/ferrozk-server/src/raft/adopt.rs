@@ -125,9 +125,27 @@ fn restart_process() -> ! {
     std::process::exit(75)
 }
 
+/// The snapshot an import wrote, for the start that follows to use without reading it back.
+pub struct Adopted {
+    meta: Meta,
+    path: PathBuf,
+}
+
+impl Adopted {
+    /// The log entry ferrozk's log continues at.
+    pub fn next_entry(&self) -> u64 {
+        self.meta.last_log_id.map_or(0, |l| l.index + 1)
+    }
+
+    /// What recovery would have read from the snapshot, with `tree` (the imported one).
+    pub(super) fn recovered(self, tree: DataTree) -> Recovered {
+        Recovered::from_snapshot(tree, self.meta, self.path)
+    }
+}
+
 /// Writes ferrozk's data for the tree ZooKeeper's files held: the purge point, the vote and
 /// the snapshot. Members are this configuration's voters.
-pub fn adopt(config: &ServerConfig, my_id: u64, import: &ZkImport) -> Result<LogId<u64>, RecoveryError> {
+pub fn adopt(config: &ServerConfig, my_id: u64, import: &ZkImport) -> Result<Adopted, RecoveryError> {
     let log_id = imported_entry(import.last_zxid)
         .ok_or(RecoveryError::ZooKeeper(crate::zk_import::ImportError::ZxidTooHigh(import.last_zxid)))?;
     let raft_dir = config.data_dir.join("raft");
@@ -151,13 +169,13 @@ pub fn adopt(config: &ServerConfig, my_id: u64, import: &ZkImport) -> Result<Log
     };
     let header = bincode::serialize(&meta).map_err(|e| RecoveryError::Thread(io::Error::other(e)))?;
     let (_, snap_dir) = crate::core::dirs(config);
-    snap::write(&snap_dir, log_id.index + 1, |w| {
+    let path = snap::write(&snap_dir, log_id.index + 1, |w| {
         w.write_all(&(header.len() as u32).to_be_bytes())?;
         w.write_all(&header)?;
         import.tree.write_snapshot(w)
     })
     .map_err(storage(&snap_dir))?;
-    Ok(log_id)
+    Ok(Adopted { meta, path })
 }
 
 #[cfg(test)]

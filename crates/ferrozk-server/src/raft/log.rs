@@ -270,12 +270,17 @@ impl LogFiles {
 /// (as openraft would at start), so a long log is never held in memory whole. Entries not
 /// known committed are left to openraft.
 pub fn recover(config: &ServerConfig) -> Result<(Recovered, LogFiles), RecoveryError> {
+    recover_from(config, None)
+}
+
+/// [`recover`], with the newest snapshot already in memory when `loaded` (an import just wrote it).
+pub fn recover_from(config: &ServerConfig, loaded: Option<Recovered>) -> Result<(Recovered, LogFiles), RecoveryError> {
     let covered = LogFiles::newest_snapshot(config);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_QUEUE);
         let reader =
             s.spawn(move || LogFiles::read(config, covered, &mut |e| tx.send(e).map_err(|_| "recovery stopped".to_string())));
-        let mut recovered = load_snapshot(config);
+        let mut recovered = loaded.unwrap_or_else(|| load_snapshot(config));
         // Log index i is record i + 1.
         let needed_from = recovered.applied.map_or(0, |a| a.index + 1);
         if needed_from < covered {

@@ -71,7 +71,7 @@ use proposer::*;
 use state_machine::*;
 
 // What the rest of the server uses besides [`Consensus`] and [`restore`].
-pub use adopt::{adopt, clear_unfinished_import, has_no_ferrozk_data};
+pub use adopt::{adopt, clear_unfinished_import, has_no_ferrozk_data, Adopted};
 pub use error::{ConsensusError, RecoveryError};
 pub use leadership::timing;
 pub use membership::{prepare_reconfig, ReconfigPlan};
@@ -272,8 +272,9 @@ pub struct Restored {
 
 /// Reads the data directory: the tree (newest snapshot plus the committed log) and the rest
 /// of the log. Blocking: call it off the async runtime.
-pub fn restore(config: &ServerConfig) -> Result<(DataTree, Restored), RecoveryError> {
-    let (mut recovered, files) = recover(config)?;
+/// `imported`: ZooKeeper's data an import just wrote as the newest snapshot, with its tree.
+pub fn restore(config: &ServerConfig, imported: Option<(DataTree, Adopted)>) -> Result<(DataTree, Restored), RecoveryError> {
+    let (mut recovered, files) = recover_from(config, imported.map(|(tree, a)| a.recovered(tree)))?;
     let (log, log_thread) = LogStore::open(files, recovered.applied())?;
     let tree = std::mem::replace(&mut recovered.tree, crate::core::new_tree(config));
     Ok((tree, Restored { recovered, log, log_thread }))

@@ -41,6 +41,17 @@ pub struct Recovered {
 }
 
 impl Recovered {
+    /// The tree of the snapshot at `path`, whose metadata is `meta`.
+    pub(super) fn from_snapshot(tree: DataTree, meta: Meta, path: PathBuf) -> Recovered {
+        Recovered {
+            tree,
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            current: Some(CurrentSnapshot { meta, path }),
+            replayed_writes: 0,
+        }
+    }
+
     /// The last log entry the tree holds.
     pub fn applied(&self) -> Option<LogId<u64>> {
         self.applied
@@ -85,13 +96,7 @@ pub fn load_snapshot(config: &ServerConfig) -> Recovered {
         match read_snapshot_file(config, &file.path) {
             Ok((meta, tree)) => {
                 tracing::info!(snapshot = %file.path.display(), nodes = tree.node_count(), ms = started.elapsed().as_millis() as u64, "loaded snapshot");
-                return Recovered {
-                    tree,
-                    applied: meta.last_log_id,
-                    membership: meta.last_membership.clone(),
-                    current: Some(CurrentSnapshot { meta, path: file.path }),
-                    replayed_writes: 0,
-                };
+                return Recovered::from_snapshot(tree, meta, file.path);
             }
             Err(e) => tracing::error!("{e}; falling back to an older snapshot and the log"),
         }
