@@ -17,3 +17,5 @@ echo "== 3 members, one with transactions the others never got"
 python3 "$HERE/diverged.py"
 echo "== and back: ferrozk export, ZooKeeper starts on it"
 python3 "$HERE/roundtrip.py"
+echo "== and back on 3 members"
+python3 "$HERE/roundtrip.py" --ensemble

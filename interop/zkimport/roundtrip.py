@@ -9,7 +9,11 @@ Checks: ZooKeeper serves the tree ferrozk served, field for field (the digest fe
 against ZooKeeper's own in fixtures.py); every client reconnects with its session (the ones that began on ZooKeeper and
 the one that began on ferrozk), its ephemerals still there; sequential names and zxids continue.
 
-Usage: roundtrip.py [--seed N] [--keep DIR]
+With --ensemble: a 3-member ferrozk ensemble runs the workload and stops; `ferrozk export` runs
+on every member, the export of the one whose log ends with the highest (term, index) is copied
+to the others, and a 3-member ZooKeeper ensemble starts on them and serves the same tree.
+
+Usage: roundtrip.py [--ensemble] [--seed N] [--keep DIR]
 """
 
 import argparse
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixtures import FERROZK, STAT_FIELDS, Workload, client, read_tree, ruok, start_zookeeper  # noqa: E402
 from ensemble import free_port  # noqa: E402
 from cutover import check, failures, wait_for  # noqa: E402
+from ensemble import Ensemble  # noqa: E402
 
 from kazoo.client import KazooState  # noqa: E402
 
@@ -44,14 +49,71 @@ def differences(want, got):
     return out
 
 
+def ensemble_roundtrip(rnd):
+    ens = Ensemble("ferrozk", 3)
+    try:
+        ens.start_all()
+        ens.wait_serving()
+        w = Workload(rnd, ens.members[0].client_port)
+        for _ in range(rnd.randrange(60, 100)):
+            w.step(containers=False)
+        # The workload's sessions close (their ephemerals go), then the tree is read.
+        for c in w.sessions:
+            c.stop()
+            c.close()
+        w.zk.sync("/")
+        on_ferrozk = read_tree(w.zk)
+        w.zk.stop()
+        w.zk.close()
+        for m in ens.members:
+            m.stop(30)
+        ends = {}
+        for m in ens.members:
+            out = subprocess.run([FERROZK, "export", "--zookeeper", os.path.join(m.dir, "data"),
+                                  os.path.join(m.dir, "zoo.cfg")], capture_output=True, text=True)
+            check(f"ferrozk export on member {m.sid}", out.returncode == 0, out.stderr.strip())
+            print(out.stdout.strip(), flush=True)
+            words = out.stdout.split("ends at index ", 1)[1].split()
+            ends[m.sid] = (int(words[2].rstrip(")")), int(words[0]))
+        best = max(ens.members, key=lambda m: ends[m.sid])
+        src = os.path.join(best.dir, "data", "version-2")
+        for m in ens.members:
+            dst = os.path.join(m.dir, "data", "version-2")
+            if m is not best:
+                for f in os.listdir(dst):
+                    os.remove(os.path.join(dst, f))
+                for f in os.listdir(src):
+                    shutil.copy(os.path.join(src, f), dst)
+            m.backend = "zookeeper"
+            m.start()
+        ens.wait_serving(timeout=90)
+        zk = client(ens.members[0].client_port)
+        zk.add_auth("digest", "alice:secret")
+        zk.sync("/")
+        on_zookeeper = read_tree(zk)
+        zk.stop()
+        zk.close()
+        diff = differences(on_ferrozk, on_zookeeper)
+        check("a ZooKeeper ensemble serves the tree the ferrozk ensemble served", not diff,
+              f"{len(diff)} differ, first {diff[:3]}")
+    finally:
+        ens.failed = bool(failures)
+        ens.close()
+
+
 def main():
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     ap = argparse.ArgumentParser()
+    ap.add_argument("--ensemble", action="store_true", help="3-member ensembles")
     ap.add_argument("--seed", type=int, default=random.randrange(1 << 30))
     ap.add_argument("--keep", help="keep the work directory here")
     args = ap.parse_args()
     print(f"seed {args.seed}", flush=True)
     rnd = random.Random(args.seed)
+    if args.ensemble:
+        ensemble_roundtrip(rnd)
+        print("FAILED: " + ", ".join(failures) if failures else "ensemble round trip: all checks passed")
+        return 1 if failures else 0
     root = tempfile.mkdtemp(prefix="ferrozk-roundtrip-")
     port = free_port()
     zk_proc, data_dir = start_zookeeper(root, port, "")

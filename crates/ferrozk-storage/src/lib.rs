@@ -13,6 +13,10 @@
 //! | `raft/vote` | the term and vote this member last granted (fsynced before it answers) | [`small`] |
 //! | `raft/committed` | how far the log was known committed: a lower bound for the replay at start | [`small`] |
 //! | `raft/purged` | the last log entry dropped by a purge (fsynced before segments go) | [`small`] |
+//! | `raft/imported` | the log entry an import of ZooKeeper's data stands for | [`small`] |
+//! | `raft/import-set-aside` | where an import the elected leader lacked was moved | [`small`] |
+//! | `ferrozk-import-set-aside-<secs>/` | that import's `snapshots/`, `wal/` and `raft/` | as above |
+//! | `version-2/` (in `dataLogDir` too) | Apache ZooKeeper's files, read at a first start, never written (but by `ferrozk export`) | [`zookeeper`] |
 //!
 //! The values in the `raft/` files and the payloads of log records are consensus's own types
 //! encoded with bincode (ferrozk-server's `raft` module). Every file carries a checksum; damage

@@ -46,7 +46,7 @@ pub fn open_snapshot_for_tools(path: &Path) -> Result<(String, DataTree), String
 
 /// The tree a data directory holds, for `ferrozk export`: the newest snapshot and every entry of
 /// the log after it (what this member serves once elected; in an ensemble, export from the
-/// member whose log ends last). Also the log's last entry, as "index N term T".
+/// member whose log ends with the highest term, then index). Also the log's last entry, as "index N term T".
 pub fn tree_for_export(config: &ServerConfig) -> Result<(DataTree, String), RecoveryError> {
     let (mut recovered, mut files) = recover(config)?;
     for e in files.take_uncommitted() {
